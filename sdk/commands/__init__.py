@@ -1,0 +1,1 @@
+"""Subcommands of the ``orbitwatch`` CLI, one module each (see orbitwatch.cli)."""
