@@ -36,7 +36,18 @@ EVALS = Topic(name="orbitwatch.evals", partitions=4, key="trace id", retention_m
               description="EvalScore JSON records for the alert processor")
 ALERTS = Topic(name="orbitwatch.alerts", partitions=1, key="fingerprint", retention_ms=30 * DAY_MS,
                compacted=True, description="alert state per fingerprint (compacted)")
+PREDICTIONS = Topic(name="orbitwatch.predictions", partitions=4, key="project/model/version",
+                    retention_ms=7 * DAY_MS,
+                    description="Prediction / Label / ReferenceFeature envelopes decoded by the sink, for drift")
+LLM_SPANS = Topic(name="orbitwatch.llm_spans", partitions=4, key="trace id", retention_ms=3 * DAY_MS,
+                  description="normalised LLM / retriever span rows (SpanRow envelopes), for online evals")
 DLQ = Topic(name="orbitwatch.dlq", partitions=1, key="source topic/partition/offset", retention_ms=14 * DAY_MS,
             description="undecodable records with the reason in the 'orbitwatch-error' header")
 
-CATALOGUE: tuple[Topic, ...] = (TRACES, METRICS, LOGS, DRIFT, EVALS, ALERTS, DLQ)
+CATALOGUE: tuple[Topic, ...] = (TRACES, METRICS, LOGS, PREDICTIONS, LLM_SPANS, DRIFT, EVALS, ALERTS, DLQ)
+
+
+def topic_name(topic: Topic | str, prefix: str = "") -> str:
+    """The real topic name: ``prefix`` + catalogue name. A prefix lets several deployments (or
+    test runs) share one broker; set it with ``ORBITWATCH_TOPIC_PREFIX``."""
+    return prefix + (topic.name if isinstance(topic, Topic) else topic)

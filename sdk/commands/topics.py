@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
                   f"\tcompacted={t.compacted}")
         return 0
     from orbitwatch.ingest.kafka_admin import create_topics
-    created = asyncio.run(create_topics(settings.kafka_bootstrap, replication_factor=args.replication_factor))
+    created = asyncio.run(create_topics(settings.kafka_bootstrap, replication_factor=args.replication_factor,
+                                          prefix=settings.topic_prefix))
     for name in created:
         print(f"created {name}")
     print(f"{len(CATALOGUE)} topics present on {settings.kafka_bootstrap}")
