@@ -33,6 +33,7 @@ PROJECT = "orbitwatch.project"
 WORKSPACE = "orbitwatch.workspace"
 TENANT_HEADER = "orbitwatch-tenant"  # Kafka header stamped by the gateway, never from attributes
 SCHEMA_HEADER = "orbitwatch-schema"  # Kafka header: payload schema version
+PROJECT_HEADER = "orbitwatch-project"  # Kafka header: project bound to the API key (absent: from attributes)
 SCHEMA_VERSION = "1"
 
 # Experiments
