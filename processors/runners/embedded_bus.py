@@ -34,14 +34,8 @@ from prometheus_client import Counter, Gauge
 
 from orbitwatch.processors.runners.embedded_log import LogRecord, TopicLog
 
-try:  # the gateway's contract (ingest/publisher.py); receivers map these to gRPC/HTTP codes
-    from orbitwatch.ingest.publisher import PublishOverloaded, PublishUnavailable
-except ImportError:  # pragma: no cover - only while the gateway is not installed
-    class PublishUnavailable(Exception):  # type: ignore[no-redef]
-        """The bus cannot take records now (shutting down)."""
-
-    class PublishOverloaded(Exception):  # type: ignore[no-redef]
-        """The bus is full; retry later."""
+# the gateway's contract (ingest/publisher.py); receivers map these to gRPC/HTTP codes
+from orbitwatch.ingest.publisher import PublishOverloaded, PublishUnavailable
 
 log = logging.getLogger("orbitwatch.embedded.bus")
 
@@ -89,12 +83,13 @@ class EmbeddedBus:
     """Topic logs + consumer positions. ``data_dir=None`` keeps everything in memory (tests, bench)."""
 
     def __init__(self, data_dir: Path | None = None, *, prefix: str = "", max_queue_records: int = 50_000,
-                 max_queue_bytes: int = 128 << 20, segment_bytes: int = 64 << 20) -> None:
+                 max_queue_bytes: int = 128 << 20, segment_bytes: int = 64 << 20, retry_after_s: float = 0.5) -> None:
         self.dir = Path(data_dir) if data_dir is not None else None
         self.prefix = prefix
         self.max_records = max_queue_records
         self.max_bytes = max_queue_bytes
         self.segment_bytes = segment_bytes
+        self.retry_after_s = retry_after_s
         self._topics: dict[str, _Topic] = {}
         self._wakeups: dict[str, asyncio.Event] = {}  # consumer -> "new records" event
         self._room = asyncio.Event()
@@ -151,7 +146,7 @@ class EmbeddedBus:
     async def publish(self, topic: str, records: Sequence[tuple[bytes | None, bytes, Any]]) -> None:
         """Append ``(key, value, headers)`` records; ``PublishOverloaded`` when the queue is full."""
         if self.closed:
-            raise PublishUnavailable("orbitwatch is shutting down")
+            raise PublishUnavailable(1.0, "orbitwatch is shutting down")
         self._append(self._name(topic), [self._record(r) for r in records], refuse_when_full=True)
 
     async def start(self) -> None:  # Publisher lifecycle hooks, for symmetry with the Kafka publisher
@@ -159,6 +154,9 @@ class EmbeddedBus:
 
     async def stop(self) -> None:
         self.closed = True
+
+    async def ready(self) -> bool:
+        return self.opened and not self.closed
 
     async def publish_internal(self, topic: str, records: list[LogRecord]) -> None:
         """Append records emitted by a processor; waits for room rather than refusing."""
@@ -193,7 +191,7 @@ class EmbeddedBus:
         if refuse_when_full and t.records and (len(t.records) + len(records) > self.max_records
                                                or t.bytes + size > self.max_bytes):
             OVERLOADED.labels(name).inc()
-            raise PublishOverloaded(f"queue of {name} is full ({len(t.records)} records, {t.bytes} bytes); "
+            raise PublishOverloaded(self.retry_after_s, f"queue of {name} is full ({len(t.records)} records, {t.bytes} bytes); "
                                     "retry later")
         if t.log is not None:
             t.log.append(records)  # on disk (page cache) before we acknowledge
