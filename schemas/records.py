@@ -191,6 +191,9 @@ class DriftResult(Record):
     sample_size: int = 0
     reference_size: int = 0
     computed_at: datetime = Field(default_factory=utcnow)
+    # True for the test chosen for this feature (the one `drifted` and the dataset drift share
+    # follow); False for the other metrics of the same feature, shown for context (migration 0020).
+    is_primary: bool = True
 
 
 class DataQuality(Record):
