@@ -113,7 +113,8 @@ class Gateway:
                                              "auth": self.auth.enabled})
 
     async def _serve(self, app: web.Application, port: int, ssl_ctx: ssl.SSLContext | None) -> int:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        # auto_decompress off: http_server inflates gzip itself, bounded by max_message_bytes
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, auto_decompress=False)
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, self.host, port, ssl_context=ssl_ctx)

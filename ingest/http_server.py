@@ -2,7 +2,7 @@
 
 Bodies are protobuf (``application/x-protobuf``) or JSON (``application/json``, the OTLP JSON
 mapping: lowerCamelCase names, trace and span ids as hex strings), optionally ``Content-Encoding:
-gzip``. JSON is converted to protobuf on arrival, so Kafka always carries protobuf. The response
+gzip`` (inflated here, with the size limit applied to the inflated bytes). JSON is converted to protobuf on arrival, so Kafka always carries protobuf. The response
 uses the request's content type; refusals carry a ``google.rpc.Status`` body, as OTLP/HTTP asks,
 and ``Retry-After`` when a retry makes sense.
 
