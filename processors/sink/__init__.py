@@ -1,0 +1,247 @@
+"""The ClickHouse sink: OTLP from Kafka → ``spans``, metrics, logs, experiments, predictions, evals.
+
+``build(settings, storage)`` returns a :class:`SinkProcessor` (a plain
+:class:`~orbitwatch.processors.base.Processor`); the faust worker and the embedded runner both
+drive it. Per ``handle(batch)``:
+
+1. decode every message once (:mod:`.decode`), normalising LLM spans (:mod:`.normalise`) and
+   collecting SDK records (:mod:`.records`). A message that does not decode becomes a DLQ emit
+   (topic ``orbitwatch.dlq``, header ``orbitwatch-error`` = reason) and the batch continues;
+2. insert each table column-wise in chunks of ``max_rows`` with an ``insert_deduplication_token``
+   derived from the batch's (topic, partition, first offset, last offset) ranges and a digest of
+   the message bytes, so re-delivering the same batch is a no-op even before ``FINAL`` merges;
+3. return the emits: DLQ records, decoded Prediction/Label/ReferenceFeature envelopes for the drift
+   processor (``orbitwatch.predictions``, key ``project/model/version``) and normalised LLM /
+   retriever span rows for the evals processor (``orbitwatch.llm_spans``, key trace id).
+
+A ClickHouse failure raises :class:`~orbitwatch.processors.base.RetryableError`: the runner backs
+off and re-delivers the same batch without committing, so nothing is lost while ClickHouse is down.
+``handle`` never writes rows that outlive the batch in memory, so an offset is only committed by the
+runner after its rows are in ClickHouse.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from orbitwatch.processors.base import Emit, Message, RetryableError
+from orbitwatch.processors.sink import metrics as M
+from orbitwatch.processors.sink.decode import (LOG_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS, Columns, TraceStats,
+                                               decode_logs, decode_metrics, decode_traces)
+from orbitwatch.processors.sink.prices import PriceTable
+from orbitwatch.processors.sink.records import (ASSET_COLUMNS, EVAL_COLUMNS, EXPERIMENT_COLUMNS, LABEL_COLUMNS,
+                                                METRIC_COLUMNS as EXP_METRIC_COLUMNS, PARAM_COLUMNS,
+                                                PREDICTION_COLUMNS, REFERENCE_COLUMNS, RecordBatch, model_key)
+from orbitwatch.schemas import attributes as A
+from orbitwatch.schemas import envelope
+from orbitwatch.schemas import records as r
+from orbitwatch.storage import StorageError
+
+TRACES, METRICS, LOGS = "otlp.traces", "otlp.metrics", "otlp.logs"
+DLQ_TOPIC = "orbitwatch.dlq"
+PREDICTIONS_TOPIC = "orbitwatch.predictions"
+LLM_SPANS_TOPIC = "orbitwatch.llm_spans"
+ERROR_HEADER = "orbitwatch-error"
+SOURCE_HEADER = "orbitwatch-source"
+
+_RECORD_TABLE_COLUMNS = {
+    "experiments": EXPERIMENT_COLUMNS, "experiment_params": PARAM_COLUMNS, "experiment_metrics": EXP_METRIC_COLUMNS,
+    "experiment_others": PARAM_COLUMNS, "experiment_assets": ASSET_COLUMNS, "predictions": PREDICTION_COLUMNS,
+    "prediction_labels": LABEL_COLUMNS, "reference_features": REFERENCE_COLUMNS, "eval_scores": EVAL_COLUMNS,
+}
+
+
+class SinkProcessor:
+    """Kafka OTLP topics → ClickHouse (see module docstring). Stateless except pending reference chunks."""
+
+    name = "sink"
+    topics: tuple[str, ...] = (TRACES, METRICS, LOGS)
+
+    def __init__(self, storage: Any, prices: PriceTable | None = None, default_project: str = "default",
+                 max_rows: int = 10_000) -> None:
+        self.storage = storage
+        self.prices = prices or PriceTable.load()
+        self.default_project = default_project
+        self.max_rows = max(1, int(max_rows))
+        self._ref_state: dict[str, Any] = {}
+
+    # -- Processor --------------------------------------------------------------------------------
+    def handle(self, batch: list[Message]) -> list[Emit]:
+        t0 = time.perf_counter()
+        spans = Columns(SPAN_COLUMNS)
+        logs = Columns(LOG_COLUMNS)
+        metric_tables = {t: Columns(cols) for t, cols in METRIC_COLUMNS.items()}
+        recs = RecordBatch()
+        stats = TraceStats()
+        emits: list[Emit] = []
+        for msg in batch:
+            M.MESSAGES.labels(msg.topic).inc()
+            try:
+                self._decode_one(msg, spans, logs, metric_tables, recs, stats)
+            except _Undecodable as exc:
+                emits.append(self._dlq(msg, str(exc), "undecodable"))
+        for reason, payload in recs.errors:
+            M.DLQ.labels("invalid_record").inc()
+            emits.append(Emit(DLQ_TOPIC, payload, None, {ERROR_HEADER: reason.encode()[:1000]}))
+        if stats.unpriced:
+            M.UNPRICED.inc(stats.unpriced)
+
+        token = _dedup_base(batch)
+        ref_state = copy.deepcopy(self._ref_state) if recs.references else self._ref_state
+        try:
+            self._insert("spans", spans.names, spans.data, token)
+            self._insert("logs", logs.names, logs.data, token)
+            for table, cols in metric_tables.items():
+                self._insert(table, cols.names, cols.data, token)
+            publish: list[Any] = []
+            if not recs.empty():
+                rows, publish = recs.finalise(self.storage, ref_state)
+                for table, trows in rows.items():
+                    names = _RECORD_TABLE_COLUMNS[table]
+                    self._insert(table, names, [list(c) for c in zip(*trows)] if trows else [], token)
+        except StorageError as exc:
+            raise RetryableError(str(exc)) from exc
+        self._ref_state = ref_state
+
+        for rec in publish:
+            key = model_key(rec.project, rec.model, rec.model_version).encode()
+            emits.append(Emit(PREDICTIONS_TOPIC, envelope.encode(rec), key, {A.TENANT_HEADER: rec.tenant.encode()}))
+        for i in stats.llm_rows:
+            row = span_row(spans, i)
+            emits.append(Emit(LLM_SPANS_TOPIC, envelope.encode(row), row.trace_id.encode(),
+                              {A.TENANT_HEADER: row.tenant.encode()}))
+        M.BATCH_SECONDS.observe(time.perf_counter() - t0)
+        return emits
+
+    def tick(self, now: float) -> list[Emit]:
+        return []
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"reference_chunks": self._ref_state} if self._ref_state else {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._ref_state = dict(state.get("reference_chunks") or {})
+
+    # -- internals ------------------------------------------------------------------------------
+    def _decode_one(self, msg: Message, spans: Columns, logs: Columns, metric_tables: dict[str, Columns],
+                    recs: RecordBatch, stats: TraceStats) -> None:
+        tenant = msg.tenant
+        if msg.topic == TRACES:
+            header_project = msg.headers.get(A.PROJECT_HEADER, b"").decode()
+            pending: list[tuple] = []
+            mark = spans.mark()
+            n_llm = len(stats.llm_rows)
+            n_spans, n_records, n_unpriced = stats.spans, stats.records, stats.unpriced
+            try:
+                decode_traces(msg.value, tenant, header_project, self.default_project, self.prices, spans,
+                              lambda *a: pending.append(a), stats)
+            except Exception as exc:  # DecodeError, or a malformed field deep in the request
+                spans.rollback(mark)
+                del stats.llm_rows[n_llm:]
+                stats.spans, stats.records, stats.unpriced = n_spans, n_records, n_unpriced
+                raise _Undecodable(f"not an OTLP ExportTraceServiceRequest: {_reason(exc)}") from None
+            for kind, span, attrs, res, project in pending:
+                recs.on_record(tenant, header_project, kind, span, attrs, res, project)
+        elif msg.topic == LOGS:
+            mark = logs.mark()
+            try:
+                decode_logs(msg.value, tenant, logs)
+            except Exception as exc:
+                logs.rollback(mark)
+                raise _Undecodable(f"not an OTLP ExportLogsServiceRequest: {_reason(exc)}") from None
+        elif msg.topic == METRICS:
+            marks = {t: c.mark() for t, c in metric_tables.items()}
+            try:
+                _, skipped = decode_metrics(msg.value, tenant, metric_tables)
+            except Exception as exc:
+                for t, c in metric_tables.items():
+                    c.rollback(marks[t])
+                raise _Undecodable(f"not an OTLP ExportMetricsServiceRequest: {_reason(exc)}") from None
+            if skipped:
+                M.SKIPPED.labels("summary").inc(skipped)
+        else:
+            raise _Undecodable(f"sink does not consume topic {msg.topic!r}")
+
+    def _insert(self, table: str, names: tuple[str, ...], data: list[list[Any]], token: str | None) -> None:
+        if not data or not data[0]:
+            return
+        n = len(data[0])
+        for chunk, start in enumerate(range(0, n, self.max_rows)):
+            part = data if n <= self.max_rows else [col[start:start + self.max_rows] for col in data]
+            tok = f"{token}:{table}:{chunk}" if token else None
+            try:
+                self.storage.insert_columns(table, names, part, dedup_token=tok)
+            except StorageError:
+                M.INSERT_ERRORS.labels(table).inc()
+                raise
+            M.ROWS_WRITTEN.labels(table).inc(len(part[0]))
+
+    def _dlq(self, msg: Message, reason: str, kind: str) -> Emit:
+        M.DLQ.labels(kind).inc()
+        source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+        headers = {ERROR_HEADER: reason.encode()[:1000], SOURCE_HEADER: source.encode()}
+        if A.TENANT_HEADER in msg.headers:
+            headers[A.TENANT_HEADER] = msg.headers[A.TENANT_HEADER]
+        return Emit(DLQ_TOPIC, msg.value, source.encode(), headers)
+
+
+class _Undecodable(Exception):
+    pass
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text and text[0] else type(exc).__name__
+
+
+def _dedup_base(batch: list[Message]) -> str | None:
+    """A token naming exactly this batch: its (topic, partition, first, last offset) ranges plus a digest
+    of the message bytes (so a runner that reuses offsets, e.g. after an in-memory restart, can never make
+    two different batches look alike). None when offsets are not strictly increasing per partition."""
+    if not batch:
+        return None
+    ranges: dict[tuple[str, int], list[int]] = {}
+    digest = hashlib.blake2b(digest_size=12)
+    for m in batch:
+        rng = ranges.get((m.topic, m.partition))
+        if rng is None:
+            ranges[(m.topic, m.partition)] = [m.offset, m.offset]
+        elif m.offset <= rng[1]:
+            return None
+        else:
+            rng[1] = m.offset
+        digest.update(m.value)
+    spec = ",".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(ranges.items()))
+    return f"{spec}#{digest.hexdigest()}"
+
+
+def _dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+
+def span_row(spans: Columns, i: int) -> r.SpanRow:
+    """Row ``i`` of the span columns as a :class:`SpanRow` (for the ``orbitwatch.llm_spans`` topic)."""
+    v = {name: col[i] for name, col in zip(spans.names, spans.data)}
+    events = [r.SpanEvent(timestamp=_dt(ts), name=n, attributes=a)
+              for ts, n, a in zip(v.pop("events.timestamp"), v.pop("events.name"), v.pop("events.attributes"))]
+    links = [r.SpanLink(trace_id=t, span_id=s, trace_state=st, attributes=a)
+             for t, s, st, a in zip(v.pop("links.trace_id"), v.pop("links.span_id"), v.pop("links.trace_state"),
+                                    v.pop("links.attributes"))]
+    v["timestamp"] = _dt(v["timestamp"])
+    return r.SpanRow(**v, events=events, links=links)
+
+
+def build(settings: Any, storage: Any) -> SinkProcessor:
+    """Factory used by :mod:`orbitwatch.processors.registry`.
+
+    Reads ``ORBITWATCH_SINK_MAX_ROWS`` (rows per insert, default 10000) and the price table
+    (``ORBITWATCH_PRICES`` or ``<data_dir>/prices.json``; see :mod:`.prices`).
+    """
+    import os
+    max_rows = int(os.environ.get("ORBITWATCH_SINK_MAX_ROWS", "10000") or 10000)
+    prices = PriceTable.load(data_dir=getattr(settings, "data_dir", None))
+    return SinkProcessor(storage, prices, default_project=getattr(settings, "project", "default") or "default",
+                         max_rows=max_rows)
