@@ -79,13 +79,15 @@ class KafkaPublisher:
 
     Failure handling: a publish that is not acknowledged within ``delivery_timeout_s`` raises
     :class:`PublishUnavailable`; the producer that holds the undelivered records is abandoned (its
-    batches are failed, not retried later) and a background task reconnects every ``retry_after_s``.
+    batches are failed, not retried later) and a background task reconnects every
+    ``reconnect_interval_s``.
     While disconnected, publish fails fast without queueing anything.
     """
 
     def __init__(self, bootstrap: str, topic_prefix: str = "", *, compression: str = "lz4",
                  linger_ms: int = 5, max_batch_size: int = 256 * 1024, max_request_size: int = 1_048_576,
                  delivery_timeout_s: float = 5.0, connect_timeout_s: float = 5.0, retry_after_s: float = 1.0,
+                 reconnect_interval_s: float = 1.0,
                  max_pending_bytes: int = 128 * 1024 * 1024, create_topics: bool = True,
                  topics: tuple[Topic, ...] = (TRACES, METRICS, LOGS), client_id: str = "orbitwatch-gateway",
                  ssl_context: object | None = None) -> None:
@@ -100,6 +102,7 @@ class KafkaPublisher:
         self.delivery_timeout_s = delivery_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.retry_after_s = retry_after_s
+        self.reconnect_interval_s = reconnect_interval_s
         self.max_pending_bytes = max_pending_bytes
         self.create_topics = create_topics
         self.topics = topics
@@ -232,7 +235,7 @@ class KafkaPublisher:
 
     async def _reconnect_loop(self) -> None:
         while not self._stopping and self._producer is None:
-            await asyncio.sleep(self.retry_after_s)
+            await asyncio.sleep(self.reconnect_interval_s)
             if await self._connect():
                 return
 
