@@ -229,10 +229,7 @@ class Pipeline:
         with self._lock:
             tracer = self._tracers.get(project)
             if tracer is None:
-                resource = Resource.create({
-                    "service.name": self.service_name or default_service_name(project),
-                    A.PROJECT: project,
-                })
+                resource = _resource(self.service_name, project)
                 provider = TracerProvider(resource=resource, sampler=sampling.ALWAYS_ON,
                                           shutdown_on_exit=False, span_limits=self._limits)
                 provider.add_span_processor(self.router)
@@ -251,6 +248,22 @@ class Pipeline:
     def shutdown(self) -> None:
         self.bulk.shutdown()
         self.spans.shutdown()
+
+
+def _resource(service_name: str | None, project: str) -> Resource:
+    """SDK defaults + ``OTEL_RESOURCE_ATTRIBUTES`` + ours, without ``Resource.create``'s thread pool.
+
+    (``Resource.create`` runs detectors in a ThreadPoolExecutor, which fails during interpreter
+    exit, exactly when unfinished experiments end themselves.)
+    """
+    from opentelemetry.sdk.resources import OTELResourceDetector
+    from opentelemetry.sdk.version import __version__ as sdk_version
+    env = OTELResourceDetector().detect()
+    name = service_name or os.environ.get("OTEL_SERVICE_NAME") or env.attributes.get("service.name") \
+        or default_service_name(project)
+    return Resource({"telemetry.sdk.language": "python", "telemetry.sdk.name": "opentelemetry",
+                     "telemetry.sdk.version": sdk_version}).merge(env).merge(
+        Resource({"service.name": str(name), A.PROJECT: project}))
 
 
 def _version() -> str:
