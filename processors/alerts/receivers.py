@@ -149,6 +149,8 @@ def post(client: httpx.Client, receiver: Receiver, notification_id: str, body: b
     headers = {"Content-Type": "application/json", "User-Agent": "orbitwatch-alerts/1",
                ID_HEADER: notification_id, "Idempotency-Key": notification_id, **receiver.headers}
     if receiver.type == "webhook":
+        if not receiver.signing_secret():
+            return Outcome("failed", 0, f"no signing secret: environment variable {receiver.secret_env!r} is not set")
         ts = int(time.time())
         headers[TIMESTAMP_HEADER] = str(ts)
         headers[SIGNATURE_HEADER] = sign(receiver.signing_secret(), body, ts)

@@ -369,9 +369,9 @@ def document_problems(doc: RulesFile) -> list[tuple[tuple[Any, ...], str]]:
         if rec.name in names:
             out.append((("receivers", i, "name"), f"duplicate receiver name {rec.name!r}"))
         names[rec.name] = i
-        if rec.type == "webhook" and not rec.signing_secret():
+        if rec.type == "webhook" and not (rec.secret or rec.secret_env):
             out.append((("receivers", i, "secret"),
-                        "a webhook receiver needs secret or secret_env (an env variable that is set)"))
+                        "a webhook receiver needs secret or secret_env (the variable holding the secret)"))
     known = set(names) | {"default"}
     for i, route in enumerate(doc.routes):
         if route.receiver not in known:
