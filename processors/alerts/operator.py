@@ -115,6 +115,8 @@ class AlertProcessor:
             return []
         version, text = int(rows[0][0]), rows[0][1]
         self._rules_version = version
+        if not text.strip():  # DELETE /alerts/rules: back to the rules file / built-ins
+            return self.apply_rules(self.base_doc, now)
         try:
             doc = parse_rules(text, f"uploaded rules v{version}")
         except RuleError as exc:
