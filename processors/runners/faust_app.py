@@ -1,0 +1,284 @@
+"""The faust-streaming runner: drives any list of :class:`~orbitwatch.processors.base.Processor` over Kafka.
+
+Shape (one faust ``App`` per worker process, one agent per processor):
+
+* **Consumer group.** The app id — and so the Kafka consumer group — is
+  ``<topic_prefix>orbitwatch-<processor names joined by '+'>`` (e.g. ``orbitwatch-sink+drift+evals+alerts``),
+  or ``--group``. Why one app and not one app per processor: the embedded ClickHouse (chdb) can be open
+  in one process only, so all processors of a worker share one process, and a faust app has one
+  consumer. Offsets are per (group, topic, partition) and processors read disjoint topics, so each
+  processor still has its own committed position; workers started with the same ``--only`` set share
+  the load (Kafka partitions = parallelism), a worker with a different set forms its own group.
+* **Batches.** ``stream.take_events(batch_size, within=batch_seconds)``; the events are converted to
+  :class:`~orbitwatch.processors.base.Message` and ``handle`` runs in a single executor thread
+  (ClickHouse/chdb calls block).
+* **At-least-once, verified against faust's source.** ``take_events`` disables per-event acks and acks
+  the buffered events only when the agent asks for the *next* batch; faust commits only acked offsets
+  (``broker_commit_interval``). So the agent body does everything before asking again: ``handle``,
+  publish every emit and await its delivery (acks=all), persist the state snapshot. It never lets an
+  exception escape the loop — that would close the generator, whose ``finally`` acks the batch:
+  on :class:`~orbitwatch.processors.base.RetryableError` it backs off (0.5 s doubling to 30 s) and
+  re-delivers the same batch; on any other error it re-runs the batch one message at a time and sends
+  only the message that still fails to ``orbitwatch.dlq`` (header ``orbitwatch-error``). A crash
+  (SIGKILL) before the ack leaves the offsets uncommitted and Kafka re-delivers; processors write
+  idempotently (ReplacingMergeTree + insert dedup tokens), so replays are invisible to queries.
+* **State.** ``snapshot()`` is stored after every batch/tick where it changed in a changelog-backed faust
+  ``GlobalTable`` (``<app id>-orbitwatch_state-changelog``, 1 partition) under ``<processor>@<instance>``;
+  on start, once table recovery completed, ``restore()`` gets it back before the first batch or tick.
+* **Ticks.** ``app.timer(1.0)`` calls every processor's ``tick(now)`` (in the executor) and publishes its emits.
+* **Metrics.** ``orbitwatch_worker_consumer_lag`` (per topic/partition: high-water mark − next offset to
+  process), batch counts, retries, handle errors; the sink adds its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from orbitwatch.processors.base import Emit, Message, Processor, RetryableError
+from orbitwatch.schemas.topics import topic_name
+
+log = logging.getLogger("orbitwatch.worker")
+
+LAG = Gauge("orbitwatch_worker_consumer_lag", "Messages behind the partition high-water mark",
+            ["processor", "topic", "partition"])
+BATCHES = Counter("orbitwatch_worker_batches_total", "Batches handled", ["processor"])
+RETRIES = Counter("orbitwatch_worker_retries_total", "Batches re-delivered after a RetryableError", ["processor"])
+HANDLE_ERRORS = Counter("orbitwatch_worker_handle_errors_total",
+                        "Messages a processor failed on with an unexpected error (sent to the DLQ)", ["processor"])
+EMITS = Counter("orbitwatch_worker_emits_total", "Records published by processors", ["processor", "topic"])
+
+DLQ = "orbitwatch.dlq"
+ERROR_HEADER = "orbitwatch-error"
+STATE_TABLE = "orbitwatch_state"
+
+
+def app_id(processors: list[Processor], prefix: str = "", group: str | None = None) -> str:
+    return prefix + (group or "orbitwatch-" + "+".join(p.name for p in processors))
+
+
+class FaustRunner:
+    """Builds the faust app for ``processors`` and holds the per-processor bookkeeping."""
+
+    def __init__(self, processors: list[Processor], *, bootstrap: str, topic_prefix: str = "",
+                 batch_size: int = 1000, batch_seconds: float = 1.0, group: str | None = None,
+                 instance: str = "0", max_backoff: float = 30.0, tick_interval: float = 1.0,
+                 datadir: str | None = None) -> None:
+        import faust
+
+        if not processors:
+            raise ValueError("no processors to run")
+        self.processors = processors
+        self.prefix = topic_prefix
+        self.batch_size = max(1, int(batch_size))
+        self.batch_seconds = float(batch_seconds)
+        self.instance = instance
+        self.max_backoff = max_backoff
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orbitwatch-processor")
+        self.id = app_id(processors, topic_prefix, group)
+        self.app = faust.App(
+            self.id,
+            broker=[f"kafka://{b.strip()}" for b in bootstrap.split(",")],
+            store="memory://",  # state lives in the changelog topic; rebuilt from it on start
+            datadir=datadir,
+            web_enabled=False,
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=1.0,
+            topic_replication_factor=1,
+            topic_allow_declare=True,
+            stream_wait_empty=False,
+            table_cleanup_interval=3600.0,
+        )
+        self.state = self.app.GlobalTable(STATE_TABLE, key_type=str, value_type=str, partitions=1,
+                                          recovery_buffer_size=1, use_partitioner=True, default=None)
+        self._restored = asyncio.Event()
+        self._snapshots: dict[str, str] = {}
+        self._next_offset: dict[tuple[str, str, int], int] = {}
+        for proc in processors:
+            self._add_agent(proc)
+        self.app.timer(tick_interval)(self._tick)
+        self.app.timer(5.0)(self._report_lag)
+
+    # -- wiring ---------------------------------------------------------------------------------
+    def _add_agent(self, proc: Processor) -> None:
+        names = [topic_name(t, self.prefix) for t in proc.topics]
+        channel = self.app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
+                                 value_serializer="raw")
+
+        async def agent(stream: Any) -> None:
+            async for events in stream.take_events(self.batch_size, within=self.batch_seconds):
+                await self._restore_once()
+                batch = [self._message(ev) for ev in events]
+                await self._run_batch(proc, batch)
+                for m in batch:
+                    self._next_offset[(proc.name, m.topic, m.partition)] = m.offset + 1
+                # returning to take_events acks this batch; faust commits acked offsets
+
+        agent.__name__ = f"agent_{proc.name}"
+        agent.__qualname__ = agent.__name__
+        self.app.agent(channel, name=f"orbitwatch.{proc.name}", concurrency=1)(agent)
+
+    def _message(self, event: Any) -> Message:
+        msg = event.message
+        topic = msg.topic[len(self.prefix):] if self.prefix and msg.topic.startswith(self.prefix) else msg.topic
+        headers: dict[str, bytes] = {}
+        for k, v in (msg.headers.items() if isinstance(msg.headers, dict) else (msg.headers or ())):
+            headers[k] = v if isinstance(v, bytes) else str(v).encode()
+        return Message(topic=topic, value=msg.value if msg.value is not None else b"", key=msg.key,
+                       headers=headers, partition=msg.partition, offset=msg.offset,
+                       timestamp_ms=int((msg.timestamp or 0) * 1000))
+
+    # -- the at-least-once loop -------------------------------------------------------------------
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def _run_batch(self, proc: Processor, batch: list[Message]) -> None:
+        """handle + publish + snapshot, until it succeeded. Never raises (see module docstring)."""
+        backoff = 0.5
+        while True:
+            try:
+                emits = await self._call(proc.handle, batch)
+                await self._publish(proc, emits)
+                break
+            except RetryableError as exc:
+                RETRIES.labels(proc.name).inc()
+                log.warning("%s: %s; retrying the same batch of %d in %.1fs", proc.name, exc, len(batch), backoff)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if len(batch) > 1:
+                    log.error("%s: batch failed (%r); re-running it one message at a time", proc.name, exc)
+                    for m in batch:
+                        await self._run_batch(proc, [m])
+                    return
+                HANDLE_ERRORS.labels(proc.name).inc()
+                m = batch[0]
+                log.error("%s: message %s/%d/%d failed: %r; sent to the DLQ", proc.name, m.topic, m.partition,
+                          m.offset, exc)
+                reason = f"{proc.name} failed: {type(exc).__name__}: {exc}"[:1000]
+                dlq = Emit(DLQ, m.value, f"{m.topic}/{m.partition}/{m.offset}".encode(),
+                           {**m.headers, ERROR_HEADER: reason.encode()})
+                await self._publish_retrying(proc, [dlq])
+                break
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+        BATCHES.labels(proc.name).inc()
+        await self._save_state(proc)
+
+    async def _publish_retrying(self, proc: Processor, emits: list[Emit]) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._publish(proc, emits)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: publish failed (%r); retrying in %.1fs", proc.name, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    async def _publish(self, proc: Processor, emits: list[Emit]) -> None:
+        """Send every emit and wait until the broker acknowledged all of them (acks=all)."""
+        if not emits:
+            return
+        producer = self.app.producer
+        futures = []
+        for e in emits:
+            futures.append(await producer.send(topic_name(e.topic, self.prefix), e.key, e.value, partition=None,
+                                               timestamp=None, headers=list(e.headers.items()) or None))
+            EMITS.labels(proc.name, e.topic).inc()
+        await asyncio.gather(*futures)
+
+    # -- state ----------------------------------------------------------------------------------
+    def _state_key(self, proc: Processor) -> str:
+        return f"{proc.name}@{self.instance}"
+
+    async def _restore_once(self) -> None:
+        if self._restored.is_set():
+            return
+        for proc in self.processors:
+            raw = self.state.get(self._state_key(proc))
+            if raw:
+                try:
+                    proc.restore(json.loads(raw))
+                    self._snapshots[proc.name] = raw
+                    log.info("%s: state restored (%d bytes)", proc.name, len(raw))
+                except Exception as exc:  # a bad snapshot must not stop the stream; start empty, say so
+                    log.error("%s: could not restore state (%r); starting empty", proc.name, exc)
+        self._restored.set()
+
+    async def _save_state(self, proc: Processor) -> None:
+        snap = await self._call(proc.snapshot)
+        raw = json.dumps(snap, sort_keys=True, separators=(",", ":"), default=str) if snap else ""
+        if raw != self._snapshots.get(proc.name, ""):
+            self.state[self._state_key(proc)] = raw
+            self._snapshots[proc.name] = raw
+
+    # -- timers ---------------------------------------------------------------------------------
+    async def _tick(self) -> None:
+        if not self._recovered():
+            return
+        await self._restore_once()
+        now = time.time()
+        for proc in self.processors:
+            try:
+                emits = await self._call(proc.tick, now)
+            except RetryableError as exc:
+                log.warning("%s: tick: %s (next tick retries)", proc.name, exc)
+                continue
+            except Exception:
+                log.exception("%s: tick failed", proc.name)
+                continue
+            await self._publish_retrying(proc, emits)
+            await self._save_state(proc)
+
+    def _recovered(self) -> bool:
+        recovery = getattr(self.app.tables, "recovery", None)
+        completed = getattr(recovery, "completed", None)
+        return bool(completed is None or completed.is_set())
+
+    async def _report_lag(self) -> None:
+        consumer = getattr(self.app, "_consumer", None)
+        if consumer is None:
+            return
+        try:
+            assigned = consumer.assignment()
+        except Exception:
+            return
+        for tp in assigned:
+            topic = tp.topic[len(self.prefix):] if self.prefix and tp.topic.startswith(self.prefix) else tp.topic
+            for proc in self.processors:
+                if topic not in proc.topics:
+                    continue
+                hw = consumer.highwater(tp)
+                if hw is None:
+                    continue
+                nxt = self._next_offset.get((proc.name, topic, tp.partition))
+                if nxt is None:
+                    committed = getattr(consumer, "_committed_offset", {}).get(tp)
+                    nxt = committed if committed is not None else hw
+                LAG.labels(proc.name, topic, str(tp.partition)).set(max(0, hw - nxt))
+
+    # -- running ----------------------------------------------------------------------------------
+    def run(self, loglevel: str = "warning") -> None:
+        """Run until SIGTERM/SIGINT (blocking). Uses faust's Worker (signal handling, clean shutdown)."""
+        import faust
+        self.app.conf.datadir.mkdir(parents=True, exist_ok=True)  # faust itself does not create parents
+        worker = faust.Worker(self.app, loglevel=loglevel, quiet=True)
+        try:
+            worker.execute_from_commandline()
+        finally:
+            self.executor.shutdown(wait=False)
+
+
+def build_app(processors: list[Processor], settings: Any, **options: Any) -> FaustRunner:
+    """The runner for ``processors`` with Kafka/topic prefix from ``settings`` (see FaustRunner for options)."""
+    return FaustRunner(processors, bootstrap=settings.kafka_bootstrap, topic_prefix=settings.topic_prefix,
+                       **options)
