@@ -56,7 +56,7 @@ class FeedbackBatch(BaseModel):
 
 
 @router.post("/feedback", status_code=201, summary="Attach feedback scores to spans or traces")
-def post_feedback(body: Feedback | FeedbackBatch, source: Literal["ui", "sdk"] = "ui",
+def post_feedback(body: Feedback | FeedbackBatch, source: Literal["ui", "sdk", "offline"] = "ui",
                   store: EvalStore = Depends(get_store), scope=Depends(get_scope)) -> dict[str, Any]:
     items = body.scores if isinstance(body, FeedbackBatch) else [body]
     for f in items:

@@ -27,6 +27,9 @@ _EXPORTS = {
     "configure": "orbitwatch.transport",
     "MonitoredModel": "orbitwatch.monitoring",
     "evaluate": "orbitwatch.evaluation",
+    "get_or_create_dataset": "orbitwatch.evaluation",
+    "get_dataset": "orbitwatch.evaluation",
+    "compare_runs": "orbitwatch.evaluation",
 }
 
 __all__ = list(_EXPORTS)

@@ -81,6 +81,8 @@ class Feedback(BaseModel):
     reason: str = Field("", max_length=10_000)
     category: str = Field("", max_length=200)
     annotator: str = Field("", max_length=200)
+    scorer_version: str = Field("", max_length=200)
+    rule: str = Field("", max_length=200)  # offline scores: the experiment (run) name
 
     @field_validator("value")
     @classmethod
@@ -103,7 +105,8 @@ class EvalStore:
             rows.append(EvalScore(tenant=tenant, project=f.project, entity_type=f.entity_type,
                                   entity_id=f.entity_id, trace_id=trace_id, name=f.name, value=f.value,
                                   reason=f.reason, source=source, category=f.category, annotator=f.annotator,
-                                  scorer_version="human" if source == "ui" else "", timestamp=_now()))
+                                  scorer_version=f.scorer_version or ("human" if source == "ui" else ""),
+                                  rule=f.rule, timestamp=_now()))
         self.storage.insert_models("eval_scores", rows)
         return rows
 
