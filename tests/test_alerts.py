@@ -364,3 +364,24 @@ def test_records_emitted_on_alerts_topic_are_alert_envelopes(storage):
     assert storage.scalar("SELECT count() FROM alerts") == 1
     assert json.loads(json.dumps(proc.snapshot())) == {}
     proc.close()
+
+
+def test_replaying_a_finished_episode_after_restart_sends_nothing(storage):
+    """Runners re-deliver everything since their last checkpoint; an old episode must stay old."""
+    with WebhookReceiver() as hook:
+        text = RETRY_RULES.replace("URL", hook.url)
+        proc = make(storage, text)
+        proc.handle([drift(0, True)])
+        proc.handle([drift(1, False)])
+        assert [g.json["status"] for g in hook.wait_for(2)] == ["firing", "resolved"]
+        proc.close()
+        again = make(storage, text)
+        again.handle([drift(0, True)])
+        again.handle([drift(1, False)])
+        assert again.outbox.wait_idle(5)
+        time.sleep(0.2)
+        assert len(hook.requests) == 2
+        assert again.prune(time.time() + 2 * 86400) == 1  # a day later the series is forgotten
+        again.tick(time.time())
+        assert again.instances == {}
+        again.close()

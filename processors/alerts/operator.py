@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 STATE_COLUMNS = ("processor", "kind", "key", "payload", "updated_at", "version", "is_deleted")
 ERROR_HEADER = "orbitwatch-error"
 RULES_POLL_SECONDS = 5.0
+IDLE_HORIZON = 24 * 3600.0  # keep an inactive series' window high-water mark this long
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -76,6 +77,7 @@ class AlertProcessor:
         self._next_run: dict[str, float] = {}
         self._rules_version = 0
         self._next_rules_poll = 0.0
+        self._next_prune = 0.0
         self._load()
 
     # -- startup --------------------------------------------------------------------------------
@@ -266,10 +268,22 @@ class AlertProcessor:
                         transitions += self._evaluate_scores(rule, inst, now)
                 else:
                     transitions += self._evaluate_health(rule, now)
+            if now >= self._next_prune:
+                self._next_prune = now + 600
+                self.prune(now)
             due = self.grouper.next_due()
             if not transitions and not self._dirty and not self._unsaved_history and (due is None or due > now):
                 return []
             return self._commit(transitions, now)
+
+    def prune(self, now: float, horizon: float = IDLE_HORIZON) -> int:
+        """Forget inactive series not evaluated for ``horizon`` seconds (their rows are deleted)."""
+        old = [fp for fp, i in self.instances.items()
+               if i.status == "inactive" and i.streak == 0 and not i.buckets and i.last_eval < now - horizon]
+        for fp in old:
+            self.instances[fp].window = ""
+            self._dirty.add(fp)
+        return len(old)
 
     def _evaluate_health(self, rule: Rule, now: float) -> list[Transition]:
         if self.storage is None:

@@ -87,8 +87,10 @@ class AlertInstance:
 
     @property
     def is_idle(self) -> bool:
-        """Nothing worth persisting: inactive, no streak, no buffered scores."""
-        return self.status == "inactive" and self.streak == 0 and not self.buckets
+        """Nothing worth keeping. A series that has seen a window is kept (see operator.prune):
+        its window high-water mark is what makes an input replay after a restart — runners
+        re-deliver everything since their last checkpoint — a no-op instead of a second episode."""
+        return self.status == "inactive" and self.streak == 0 and not self.buckets and not self.window
 
     def breaching(self, rule: Rule, value: float, drifted: bool | None = None) -> bool:
         """The condition, with hysteresis: a *firing* alert stays firing until the value crosses
