@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
+import zlib
 from typing import Protocol, runtime_checkable
 
 from orbitwatch.schemas.topics import LOGS, METRICS, TRACES, Topic, topic_name
@@ -62,6 +64,26 @@ class Publisher(Protocol):
 
     async def publish(self, topic: str, records: list[Record]) -> None:
         """Durably write all ``records`` to catalogue topic ``topic``; raise PublishError if not."""
+
+    # Optional: ``async def partitions(self, topic: str) -> int | None``. When a publisher has it and
+    # places keyed records with :func:`key_partition`, the gateway packs the traces of a request that
+    # share a partition into one record (far fewer, larger records); without it, one record per trace.
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition of a keyed record: ``crc32(key) mod partitions``.
+
+    Used by :class:`KafkaPublisher` (instead of Kafka's default murmur2, which costs ~6 µs per key in
+    pure Python) and by the trace splitter, which groups the traces of one request that share a
+    partition into one record. Every gateway instance uses the same function, so a trace keeps to
+    one partition across requests and instances."""
+    return zlib.crc32(key) % partitions
+
+
+def _partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    if key is None:
+        return random.choice(available or all_partitions)
+    return key_partition(key, len(all_partitions))  # Kafka partition ids are 0..n-1
 
 
 def record_size(records: list[Record]) -> int:
@@ -152,6 +174,14 @@ class KafkaPublisher:
             self.last_error = str(exc) or type(exc).__name__
             return False
 
+    async def partitions(self, topic: str) -> int | None:
+        """Partition count of catalogue topic ``topic`` from cached metadata; None when unknown."""
+        producer = self._producer
+        if producer is None:
+            return None
+        parts = producer.client.cluster.partitions_for_topic(topic_name(topic, self.topic_prefix))
+        return len(parts) if parts else None
+
     async def publish(self, topic: str, records: list[Record]) -> None:
         if not records:
             return
@@ -194,10 +224,13 @@ class KafkaPublisher:
         return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, client_id=self.client_id, acks="all", enable_idempotence=True,
             compression_type=self.compression, linger_ms=self.linger_ms, max_batch_size=self.max_batch_size,
+            partitioner=_partitioner,
             max_request_size=self.max_request_size,
             request_timeout_ms=int(max(self.delivery_timeout_s, 1.0) * 1000), retry_backoff_ms=100, **kw)
 
     async def _connect(self) -> bool:
+        from aiokafka.errors import KafkaError
+
         producer = self._new_producer()
         try:
             await asyncio.wait_for(producer.start(), self.connect_timeout_s)
@@ -206,6 +239,12 @@ class KafkaPublisher:
                 await asyncio.wait_for(create_topics(self.bootstrap, self.topics, prefix=self.topic_prefix),
                                        self.connect_timeout_s * 3)
                 self._topics_created = True
+            for t in self.topics:  # load partition metadata now, so partitions() knows from the first request
+                try:
+                    await asyncio.wait_for(producer.partitions_for(topic_name(t, self.topic_prefix)),
+                                           self.connect_timeout_s)
+                except (asyncio.TimeoutError, KafkaError) as exc:
+                    log.warning("no metadata for topic %s yet: %s", topic_name(t, self.topic_prefix), exc)
         except (asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - any failure: stay down, retry
             self.last_error = str(exc) or type(exc).__name__
             log.warning("kafka connect to %s failed: %s", self.bootstrap, self.last_error)

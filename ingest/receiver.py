@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from orbitwatch.ingest.auth import Auth, AuthError
 from orbitwatch.ingest.metrics import GatewayMetrics
 from orbitwatch.ingest.publisher import PublishError, PublishOverloaded, Publisher
-from orbitwatch.ingest.split import DEFAULT_MAX_RECORD_BYTES, SPLITTERS, MalformedRequest, Split
+from orbitwatch.ingest.split import DEFAULT_MAX_RECORD_BYTES, SPLITTERS, MalformedRequest, Split, split_traces
 from orbitwatch.schemas.attributes import PROJECT_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, TENANT_HEADER
 from orbitwatch.schemas.topics import LOGS, METRICS, TRACES
 
@@ -86,6 +86,16 @@ class Receiver:
         except AuthError as exc:
             raise IngestError(UNAUTHENTICATED, str(exc)) from None
 
+    async def _partitions(self, topic: str) -> int | None:
+        """The topic's partition count if the publisher can tell (see Publisher), else None."""
+        fn = getattr(self.publisher, "partitions", None)
+        if fn is None:
+            return None
+        try:
+            return await fn(topic)
+        except Exception:  # noqa: BLE001 - unknown count only means one record per trace
+            return None
+
     async def export(self, signal: str, body: bytes, headers: Mapping[str, str], transport: str,
                      principal=None) -> Split:
         """Authenticate (unless ``principal`` is given), validate, split and publish one request.
@@ -119,7 +129,10 @@ class Receiver:
         m.inflight_bytes.inc(size)
         try:
             try:
-                split = SPLITTERS[signal](body, self.max_record_bytes)
+                if signal == "traces":
+                    split = split_traces(body, self.max_record_bytes, await self._partitions(TOPICS[signal]))
+                else:
+                    split = SPLITTERS[signal](body, self.max_record_bytes)
             except MalformedRequest as exc:
                 raise IngestError(INVALID, str(exc)) from None
             m.received.labels(signal).inc(split.received)

@@ -1,8 +1,10 @@
 """Turn one OTLP Export request into Kafka-sized records, validating what the spec asks us to.
 
 Why split at all: a Kafka partition is the unit of ordering and parallelism downstream. Traces are
-split per resource and per trace id, keyed by the trace id in hex, so every span of a trace lands
-on one partition (the sink and evals see whole traces). Metrics and logs are split per resource,
+split so that every span of a trace lands on one partition (the sink and evals see whole traces):
+one record per trace keyed by the trace id in hex or, when the publisher tells us the partition
+count, one record per partition holding the request's traces that map there (keyed by the first
+trace's id, which maps to that partition too). Metrics and logs are split per resource,
 keyed by ``service.name``. Every record is itself a valid ``Export*ServiceRequest`` protobuf, so a
 consumer decodes it with the same code as the wire format. Records are kept ≤ ``max_record_bytes``
 (default 900 KB, under Kafka's 1 MB default) by halving the item list until they fit.
@@ -24,6 +26,8 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from orbitwatch.ingest.publisher import key_partition
 
 DEFAULT_MAX_RECORD_BYTES = 900_000
 _ZERO_TRACE = bytes(16)
@@ -104,17 +108,24 @@ def _pack(build: Callable[[list[tuple[object, list]]], Message], key: bytes | No
         _pack(build, key, regrouped, limit, out, weight)
 
 
-def split_traces(body: bytes, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Split:
-    """Validate span ids and split into one record per (resource, trace id), keyed by trace id hex."""
+def split_traces(body: bytes, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                 partitions: int | None = None) -> Split:
+    """Validate span ids and split into records that each keep whole traces on one partition.
+
+    ``partitions`` None: one record per trace (per resource), keyed by the trace id in hex.
+    ``partitions`` n: one record per partition the request's traces map to (``key_partition(trace id
+    hex, n)``), keyed by the hex id of its first trace, which maps to that same partition. Fewer,
+    larger records cost the gateway, Kafka and every consumer much less per span."""
     req = _decode(ExportTraceServiceRequest, body)
     out = Split()
-    trace_ids: set[bytes] = set()
-    plan: list[tuple[object, dict[bytes, list[tuple[object, list]]]]] = []
+    bucket_of: dict[bytes, object] = {}  # trace id -> bucket (the trace id itself, or a partition)
+    first: dict[object, bytes] = {}  # bucket -> its first trace id (the record key)
+    buckets: dict[object, list[tuple[tuple, list]]] = {}  # bucket -> [((resource_spans, scope_spans), spans)]
     for rs in req.resource_spans:
-        by_trace: dict[bytes, list[tuple[object, list]]] = {}
         for ss in rs.scope_spans:
             spans = ss.spans
             out.received += len(spans)
+            head = (rs, ss)
             for span in spans:
                 tid = span.trace_id
                 sid = span.span_id
@@ -124,33 +135,39 @@ def split_traces(body: bytes, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) 
                 if len(sid) != 8 or sid == _ZERO_SPAN or len(span.parent_span_id) not in (0, 8):
                     out.rejected[INVALID_SPAN_ID] += 1
                     continue
-                groups = by_trace.get(tid)
+                b = bucket_of.get(tid)
+                if b is None:
+                    b = bucket_of[tid] = tid if partitions is None else key_partition(tid.hex().encode(), partitions)
+                    first.setdefault(b, tid)
+                groups = buckets.get(b)
                 if groups is None:
-                    by_trace[tid] = [(ss, [span])]
-                elif groups[-1][0] is ss:
+                    buckets[b] = [(head, [span])]
+                elif groups[-1][0] is head:
                     groups[-1][1].append(span)
                 else:
-                    groups.append((ss, [span]))
-        trace_ids.update(by_trace)
-        plan.append((rs, by_trace))
-    if (len(plan) == 1 and len(trace_ids) == 1 and not out.rejected and len(body) <= max_record_bytes):
-        out.records.append((next(iter(trace_ids)).hex().encode(), body))  # forward as received
+                    groups.append((head, [span]))
+    if len(buckets) == 1 and not out.rejected and len(body) <= max_record_bytes:
+        out.records.append((next(iter(first.values())).hex().encode(), body))  # forward as received
         return out
-    for rs, by_trace in plan:
-        def build(groups: list[tuple[object, list]], rs=rs) -> Message:
-            msg = ExportTraceServiceRequest()
+    for b, groups in buckets.items():
+        _pack(_build_traces, first[b].hex().encode(), groups, max_record_bytes, out)
+    return out
+
+
+def _build_traces(groups: list[tuple[tuple, list]]) -> Message:
+    msg = ExportTraceServiceRequest()
+    last_rs = o = None
+    for (rs, ss), spans in groups:
+        if rs is not last_rs:
             o = msg.resource_spans.add()
             o.resource.CopyFrom(rs.resource)
             o.schema_url = rs.schema_url
-            for ss, spans in groups:
-                s = o.scope_spans.add()
-                s.scope.CopyFrom(ss.scope)
-                s.schema_url = ss.schema_url
-                s.spans.extend(spans)
-            return msg
-        for tid, groups in by_trace.items():
-            _pack(build, tid.hex().encode(), groups, max_record_bytes, out)
-    return out
+            last_rs = rs
+        sc = o.scope_spans.add()
+        sc.scope.CopyFrom(ss.scope)
+        sc.schema_url = ss.schema_url
+        sc.spans.extend(spans)
+    return msg
 
 
 def _points(metric) -> int:

@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orbitwatch.ingest.auth import Auth
-from orbitwatch.ingest.publisher import KafkaPublisher, PublishUnavailable
+from orbitwatch.ingest.publisher import KafkaPublisher, PublishUnavailable, key_partition
+from orbitwatch.ingest.split import split_traces
 from orbitwatch.schemas.attributes import PROJECT_HEADER, SCHEMA_HEADER, TENANT_HEADER
 from tests.test_gateway_support import KEY, consume, scrape, start_gateway
 
@@ -66,27 +67,33 @@ async def test_sdk_grpc_exporter_spans_arrive_in_kafka_keyed_by_trace_with_tenan
         spans = await asyncio.to_thread(make_spans, f"127.0.0.1:{gw.grpc_port}", {"authorization": f"Bearer {KEY}"})
         expected = expected_by_span_id(spans)
         assert len(expected) == 9
-        got = await consume(kafka.bootstrap, prefix + "otlp.traces", 3, settle=1.0)
-        assert len(got) == 3  # one record per trace
-        seen = {}
+        got = await consume(kafka.bootstrap, prefix + "otlp.traces", 1, settle=1.5)
+        seen, partition_of_trace = {}, {}
         for rec in got:
             headers = dict(rec.headers)
             assert headers[TENANT_HEADER] == b"acme"
             assert headers[PROJECT_HEADER] == b"checkout"  # from the key, not the spoofed attribute
             assert headers[SCHEMA_HEADER] == b"1"
             req = ExportTraceServiceRequest.FromString(rec.value)
+            trace_ids = set()
             for rs in req.resource_spans:
                 for ss in rs.scope_spans:
                     for span in ss.spans:
-                        assert rec.key == span.trace_id.hex().encode()
                         resource, scope, want = expected[span.span_id]
-                        assert (rs.resource, ss.scope, span) == (resource, scope, want)
+                        assert (rs.resource, ss.scope, span) == (resource, scope, want)  # byte-for-byte equal
+                        assert span.span_id not in seen
                         seen[span.span_id] = rec.partition
+                        trace_ids.add(span.trace_id.hex().encode())
+                        assert partition_of_trace.setdefault(span.trace_id, rec.partition) == rec.partition
+            # keyed by trace id: the key is one of the record's trace ids, and all of them map to its partition
+            assert rec.key in trace_ids
+            assert {key_partition(t, 8) for t in trace_ids} == {rec.partition}
         assert set(seen) == set(expected)
+        assert len(partition_of_trace) == 3
         m = await scrape(gw)
         assert m[("orbitwatch_gateway_items_received_total", (("signal", "traces"),))] == 9
         assert m[("orbitwatch_gateway_items_accepted_total", (("signal", "traces"),))] == 9
-        assert m[("orbitwatch_gateway_records_published_total", (("signal", "traces"),))] == 3
+        assert m[("orbitwatch_gateway_records_published_total", (("signal", "traces"),))] == len(got)
         assert m[("orbitwatch_gateway_requests_total", (("code", "OK"), ("signal", "traces"), ("transport", "grpc")))] == 1
         assert m[("orbitwatch_gateway_produce_seconds_count", (("signal", "traces"),))] == 1
         assert m[("orbitwatch_gateway_inflight_bytes", ())] == 0
@@ -369,3 +376,35 @@ async def test_publisher_fails_fast_when_kafka_is_unreachable_and_readyz_says_so
                 assert r.status == 200
     finally:
         await gw.stop(1)
+
+
+def test_traces_sharing_a_partition_are_packed_into_one_record():
+    req = ExportTraceServiceRequest()
+    for r in range(2):  # two resources, ten traces of two spans each
+        rs = req.resource_spans.add()
+        rs.resource.attributes.add(key="service.name").value.string_value = f"svc{r}"
+        ss = rs.scope_spans.add()
+        for t in range(5):
+            for s_ in range(2):
+                ss.spans.add(trace_id=bytes([r * 5 + t + 1]) * 16, span_id=bytes([s_ + 1]) * 8, name=f"{r}.{t}.{s_}")
+    per_trace = split_traces(req.SerializeToString())
+    assert len(per_trace.records) == 10
+    assert all(ExportTraceServiceRequest.FromString(v).resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
+               == k.decode() for k, v in per_trace.records)
+    packed = split_traces(req.SerializeToString(), partitions=3)
+    assert 1 < len(packed.records) <= 3
+    names = []
+    for key, value in packed.records:
+        part = key_partition(key, 3)
+        msg = ExportTraceServiceRequest.FromString(value)
+        for rs in msg.resource_spans:
+            svc = rs.resource.attributes[0].value.string_value
+            for span in rs.scope_spans[0].spans:
+                assert key_partition(span.trace_id.hex().encode(), 3) == part
+                assert span.name.startswith(svc[-1])  # spans stay under their own resource
+                names.append(span.name)
+    assert sorted(names) == sorted(f"{r}.{t}.{s_}" for r in range(2) for t in range(5) for s_ in range(2))
+    one = ExportTraceServiceRequest()
+    one.resource_spans.add().scope_spans.add().spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+    body = one.SerializeToString()
+    assert split_traces(body, partitions=3).records == [((b"\x01" * 16).hex().encode(), body)]  # forwarded as is
