@@ -5,8 +5,8 @@ Durability (why a SIGKILL neither forgets a firing alert nor re-notifies it): ev
 matters is written through to ClickHouse at the end of every ``handle``/``tick`` — before the
 runner commits input offsets — in this order:
 
-1. ``alerts`` history rows (ReplacingMergeTree on fingerprint/starts_at/status: replays collapse);
-2. new notifications into ``alert_outbox`` (pending);
+1. new notifications into ``alert_outbox`` (pending) — only then are they handed to delivery;
+2. ``alerts`` history rows (ReplacingMergeTree on fingerprint/starts_at/status: replays collapse);
 3. changed instances and groups into ``alert_state``.
 
 A crash before 3 replays the batch against the older state and recomputes the same
@@ -29,7 +29,7 @@ from orbitwatch.processors.alerts import metrics
 from orbitwatch.processors.alerts.defaults import AlertConfig, effective_config
 from orbitwatch.processors.alerts.grouping import Group, GroupedAlert, Grouper, Notification
 from orbitwatch.processors.alerts.health import measure
-from orbitwatch.processors.alerts.outbox import VERSION, Item, Outbox
+from orbitwatch.processors.alerts.outbox import VERSION, Outbox
 from orbitwatch.processors.alerts.receivers import generator_url
 from orbitwatch.processors.alerts.rules import Rule, RuleError, RulesFile, parse_rules
 from orbitwatch.processors.alerts.state import AlertInstance, Transition
@@ -334,31 +334,32 @@ class AlertProcessor:
                 inst.starts_at = None
         self._unsaved_history += history
         self._unsaved_notifications += self.grouper.flush(now)
-        items = self._persist()
-        self.outbox.submit(items)
+        self._persist()
         emits = []
         if self.emit_alerts:
             emits = [Emit(ALERTS.name, encode(a), a.fingerprint.encode()) for a in history]
         return emits
 
-    def _persist(self) -> list[Item]:
-        """History, then outbox, then state (the order the module docstring relies on)."""
+    def _persist(self) -> None:
+        """Outbox first, then history, then state (the order the module docstring relies on).
+        Delivery starts as soon as the outbox row exists: a failure of the later writes replays
+        to the same notification ids, which the outbox already knows."""
         if self.storage is None:
             self._unsaved_history.clear()
-            items = self.outbox.write(self._unsaved_notifications)
+            self.outbox.submit(self.outbox.write(self._unsaved_notifications))
             self._unsaved_notifications.clear()
-            return items
+            return
         try:
+            items = self.outbox.write(self._unsaved_notifications)
+            self._unsaved_notifications = []
+            self.outbox.submit(items)
             if self._unsaved_history:
                 self.storage.insert_models("alerts", self._unsaved_history)
                 self._unsaved_history = []
-            items = self.outbox.write(self._unsaved_notifications)
-            self._unsaved_notifications = []
             self._save_state()
         except Exception as exc:
             metrics.STATE_WRITE_ERRORS.inc()
             raise RetryableError(f"alerts: cannot persist alert state: {exc}") from exc
-        return items
 
     def _save_state(self) -> None:
         now = _dt(time.time())
