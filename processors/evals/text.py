@@ -34,6 +34,7 @@ where where's which while who who's whom why why's with won't would wouldn't you
 you've your yours yourself yourselves yes yeah ok okay please thank thanks well just really quite rather
 indeed however therefore thus also may might must shall will would can could since though although
 yet still even per via around approximately roughly about nearly almost many much several various
+sure certainly absolutely hello hi hey great glad happy help hope course
 one ones one's whose whatever whichever whoever whenever wherever whether etc
 """.split())
 
@@ -44,6 +45,7 @@ according based yes no overall in the first second third finally today yesterday
 
 # "one", ordinals and "second"/"half" are left out on purpose: as pronouns and units they are far
 # more often not numbers ("the second one"), and a false number is a false hallucination.
+_UPPER_AFTER_START = re.compile(r"(?<=.)[A-Z\u00C0-\u00DE]")
 _TITLES = frozenset({"dr", "mr", "mrs", "ms", "prof", "st", "sir", "dame", "."})
 _NUMBER_WORDS = {
     "zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -52,9 +54,11 @@ _NUMBER_WORDS = {
     "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
     "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000, "dozen": 12,
 }
+_NUMBER_WORD_RE = re.compile(r"\b(?:" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b")
 _SCALE = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000,
           "k": 1000, "m": 1_000_000, "bn": 1_000_000_000}
 
+_ALPHA_TOKEN = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'\-]*")
 _TOKEN = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'\-]*|\d[\d,]*(?:\.\d+)?%?")
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?\s*(%|percent\b|per cent\b)?"
                      r"(?:\s*(hundred|thousand|million|billion|bn|k|m)\b)?", re.IGNORECASE)
@@ -88,17 +92,29 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+_WORD_CACHE: dict[str, str] = {}  # token -> stem, "" for tokens that are not content words
+
+
+def _content_stem(t: str) -> str:
+    low = t.lower().removesuffix("'s").strip("'-")
+    if len(low) < 2 or low in STOPWORDS or low in _NUMBER_WORDS or (
+            "-" in low and any(p in _NUMBER_WORDS for p in low.split("-"))):
+        return ""
+    return stem(low)
+
+
 def content_words(text: str) -> list[str]:
     """Stems of the non-stop-word alphabetic tokens, in order."""
+    cache = _WORD_CACHE
     out = []
-    for t in _TOKEN.findall(text):
-        if t[0].isdigit():
-            continue
-        low = t.lower().removesuffix("'s").strip("'-")
-        if len(low) < 2 or low in STOPWORDS or low in _NUMBER_WORDS or (
-                "-" in low and any(p in _NUMBER_WORDS for p in low.split("-"))):
-            continue
-        out.append(stem(low))
+    for t in _ALPHA_TOKEN.findall(text):
+        st = cache.get(t)
+        if st is None:
+            st = _content_stem(t)
+            if len(cache) < 200_000:
+                cache[t] = st
+        if st:
+            out.append(st)
     return out
 
 
@@ -119,7 +135,7 @@ def numbers(text: str) -> set[str]:
         s = _canon(value)
         found.add(s + "%" if pct else s)
     low = text.lower()
-    if any(w in low for w in _NUMBER_WORDS):
+    if _NUMBER_WORD_RE.search(low):
         total = current = 0.0
         in_number = False
         for w in re.findall(r"[a-z]+|[^\sa-z\-]", low):
@@ -146,6 +162,9 @@ def numbers(text: str) -> set[str]:
 def entities(sentence: str) -> list[str]:
     """Capitalised runs ("Marie Curie", "New South Wales"), lower-cased; a sentence-initial common
     word does not count. Joining words (of, de, van, the) may sit inside a run."""
+    if not _UPPER_AFTER_START.search(sentence) and not (sentence[:1].isupper() and
+                                                        sentence.split(None, 1)[0].lower() not in _COMMON_CAPITALISED):
+        return []
     toks = re.findall(r"(?:[A-Z]\.){2,}|[A-Za-z\u00C0-\u024F][\w'\-]*|[^\sA-Za-z]+", sentence)
     ents: list[str] = []
     run: list[str] = []
@@ -208,7 +227,7 @@ def claims(text: str, min_content: int = 2) -> list[str]:
     out: list[str] = []
     for sent in sentences(text):
         parts = [p.strip(" ,;") for p in _CLAUSE.split(sent)]
-        if len(parts) > 1 and all(len(content_words(p)) >= min_content + 1 for p in parts):
+        if len(parts) > 1 and all(len(content_words(p)) >= min_content for p in parts):
             out.extend(p for p in parts if p)
         elif len(content_words(sent)) >= 1 or numbers(sent):
             out.append(sent.strip())
@@ -217,38 +236,48 @@ def claims(text: str, min_content: int = 2) -> list[str]:
 
 @dataclass
 class Evidence:
-    """An index over the evidence text (context chunks + input): sentences with their stems,
-    numbers and entity tokens, and an inverted index stem → sentence positions."""
+    """An index over the evidence text (context chunks + input): sentences with their content
+    stems and an inverted index stem → sentence positions. Numbers and the lower-cased text of a
+    sentence are computed on first use (:meth:`nums`, :meth:`lower`): only the few sentences a
+    claim is checked against ever need them."""
 
     sentences: list[str] = field(default_factory=list)
     words: list[frozenset[str]] = field(default_factory=list)
-    nums: list[frozenset[str]] = field(default_factory=list)
     chunk: list[int] = field(default_factory=list)
-    lower: list[str] = field(default_factory=list)
     index: dict[str, list[int]] = field(default_factory=dict)
-    all_words: set[str] = field(default_factory=set)
-    all_nums: set[str] = field(default_factory=set)
-    all_lower: str = ""
+    _nums: dict[int, frozenset[str]] = field(default_factory=dict)
+    _lower: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, texts: list[str]) -> "Evidence":
         ev = cls()
+        index = ev.index
         for chunk_no, text in enumerate(texts):
             for sent in sentences(text):
                 i = len(ev.sentences)
                 ws = frozenset(content_words(sent))
-                ns = frozenset(numbers(sent))
                 ev.sentences.append(sent)
                 ev.words.append(ws)
-                ev.nums.append(ns)
                 ev.chunk.append(chunk_no)
-                ev.lower.append(_squash(sent))
                 for w in ws:
-                    ev.index.setdefault(w, []).append(i)
-                ev.all_words |= ws
-                ev.all_nums |= ns
-        ev.all_lower = " \n ".join(ev.lower)
+                    lst = index.get(w)
+                    if lst is None:
+                        index[w] = [i]
+                    else:
+                        lst.append(i)
         return ev
+
+    def nums(self, i: int) -> frozenset[str]:
+        got = self._nums.get(i)
+        if got is None:
+            got = self._nums[i] = frozenset(numbers(self.sentences[i]))
+        return got
+
+    def lower(self, i: int) -> str:
+        got = self._lower.get(i)
+        if got is None:
+            got = self._lower[i] = _squash(self.sentences[i])
+        return got
 
     def best(self, words: list[str] | set[str], k: int = 3, share: float = 0.5) -> list[int]:
         """Positions of up to ``k`` sentences sharing most content words with ``words``, keeping

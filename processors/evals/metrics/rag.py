@@ -85,11 +85,13 @@ def check_claims(answer: str, evidence_texts: list[str], extra: str = "", covera
         w_nums = set(extra_nums)
         for i in best:
             w_words |= ev.words[i]
-            w_nums |= ev.nums[i]
-        w_low = extra_low + " ".join(ev.lower[i] for i in best)
+            if nums:
+                w_nums |= ev.nums(i)
         chk = ClaimCheck(claim)
         chk.missing_numbers = sorted(n for n in nums if n not in w_nums)
-        for ent in T.entities(claim):
+        ents = T.entities(claim)
+        w_low = extra_low + " ".join(ev.lower(i) for i in best) if ents else ""
+        for ent in ents:
             toks = [t for t in ent.split() if t not in T.STOPWORDS]
             if toks and not all(f" {t} " in w_low or T.stem(t) in w_words for t in toks):
                 chk.missing_entities.append(ent)
