@@ -267,6 +267,15 @@ class FaustRunner:
                 LAG.labels(proc.name, topic, str(tp.partition)).set(max(0, hw - nxt))
 
     # -- running ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start inside an already running event loop (tests, benches, embedding); pair with :meth:`stop`."""
+        self.app.conf.datadir.mkdir(parents=True, exist_ok=True)
+        await self.app.start()
+
+    async def stop(self) -> None:
+        await self.app.stop()
+        self.executor.shutdown(wait=True)
+
     def run(self, loglevel: str = "warning") -> None:
         """Run until SIGTERM/SIGINT (blocking). Uses faust's Worker (signal handling, clean shutdown)."""
         import faust
