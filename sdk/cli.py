@@ -29,6 +29,8 @@ def add_common(parser: argparse.ArgumentParser, *names: str) -> None:
         "project": ("--project", "project name (ORBITWATCH_PROJECT)"),
         "api_url": ("--url", "query API of a running instance (ORBITWATCH_API_URL)"),
         "alert_webhook": ("--alert-webhook", "Alertmanager-format webhook URL (ORBITWATCH_ALERT_WEBHOOK)"),
+        "alert_rules": ("--alert-rules", "alert rules YAML file, replaces or extends the built-in rules "
+                                         "(ORBITWATCH_ALERT_RULES)"),
     }
     for name in names:
         flag, help_ = flags[name]

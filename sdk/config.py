@@ -32,6 +32,7 @@ class Settings(BaseModel):
     project: str = "default"
     api_url: str = "http://127.0.0.1:8080"
     alert_webhook: str = ""
+    alert_rules: str = ""  # path of an alert rules YAML file (processors/alerts/rules.py); empty: built-ins
     topic_prefix: str = ""
 
     @field_validator("data_dir")
