@@ -30,13 +30,14 @@ pytestmark = pytest.mark.kafka
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
-def make_spans(endpoint: str, headers: dict[str, str] | None, traces: int = 3, per_trace: int = 3):
+def make_spans(endpoint: str, headers: dict[str, str] | None, traces: int = 3, per_trace: int = 3,
+               timeout: float = 30):
     """Create spans with the OpenTelemetry SDK and export them with its OTLP/gRPC exporter (one batch).
     Returns what the SDK finished, as the exporter encodes it."""
     memory = InMemorySpanExporter()
     tp = TracerProvider(resource=Resource.create({"service.name": "checkout", "orbitwatch.project": "spoofed"}))
     tp.add_span_processor(SimpleSpanProcessor(memory))
-    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True, headers=headers, timeout=30)
+    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True, headers=headers, timeout=timeout)
     tp.add_span_processor(BatchSpanProcessor(exporter, max_export_batch_size=512, schedule_delay_millis=60_000))
     tracer = tp.get_tracer("tests.gateway", "1.0")
     for t in range(traces):
@@ -45,7 +46,7 @@ def make_spans(endpoint: str, headers: dict[str, str] | None, traces: int = 3, p
                 with tracer.start_as_current_span(f"llm {s}") as sp:
                     sp.set_attribute("gen_ai.request.model", "gpt-4o-mini")
                     sp.set_attribute("orbitwatch.input", json.dumps({"q": "x" * 200}))
-    assert tp.force_flush(30_000)
+    assert tp.force_flush(int(timeout * 1000) + 5000)
     tp.shutdown()
     return memory.get_finished_spans()
 
@@ -408,3 +409,72 @@ def test_traces_sharing_a_partition_are_packed_into_one_record():
     one.resource_spans.add().scope_spans.add().spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
     body = one.SerializeToString()
     assert split_traces(body, partitions=3).records == [((b"\x01" * 16).hex().encode(), body)]  # forwarded as is
+
+
+async def test_graceful_stop_finishes_inflight_requests_and_refuses_new_ones(kafka, unique):
+    from orbitwatch.ingest.gateway import Gateway
+    prefix = f"t{unique}."
+    pub = GatedPublisher(KafkaPublisher(kafka.bootstrap, topic_prefix=prefix))
+    gw = Gateway(pub, Auth.disabled(), grpc_port=0, http_port=0)
+    await gw.start()
+    body = _request((b"\x03" * 16, b"\x04" * 8)).SerializeToString()
+    port = gw.grpc_port
+    try:
+        async with aiohttp.ClientSession() as s:
+            inflight_grpc = asyncio.create_task(_raw_export(port, body))
+            inflight_http = asyncio.create_task(s.post(f"http://127.0.0.1:{gw.http_port}/v1/traces", data=body,
+                                                       headers={"content-type": "application/x-protobuf"}))
+            while pub.waiting < 2:
+                await asyncio.sleep(0.01)
+            stopping = asyncio.create_task(gw.stop(grace=10))
+            await asyncio.sleep(0.3)
+            assert not stopping.done()
+            with pytest.raises(grpc.aio.AioRpcError) as e:  # no new requests once stopping
+                await _raw_export(port, body)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+            pub.gate.set()
+            assert await inflight_grpc == b""
+            assert (await inflight_http).status == 200
+            await stopping
+        got = await consume(kafka.bootstrap, prefix + "otlp.traces", 2, settle=0.5)
+        assert len(got) == 2  # both in-flight requests were written before the publisher closed
+    finally:
+        pub.gate.set()
+        await gw.stop(0)
+
+
+async def test_tls_on_both_listeners_and_separate_metrics_port(kafka, unique, tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    from orbitwatch.ingest.gateway import Gateway
+    from tests.conftest import free_port
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    gw = Gateway(KafkaPublisher(kafka.bootstrap, topic_prefix=f"t{unique}."), Auth.disabled(), grpc_port=0,
+                 http_port=0, metrics_port=free_port(), tls_cert=cert, tls_key=key)
+    await gw.start()
+    body = _request((b"\x05" * 16, b"\x06" * 8)).SerializeToString()
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        async with grpc.aio.secure_channel(f"127.0.0.1:{gw.grpc_port}", creds,
+                                           options=[("grpc.ssl_target_name_override", "localhost")]) as ch:
+            call = ch.unary_unary(TRACE_EXPORT, request_serializer=None, response_deserializer=None)
+            assert await call(body, timeout=10) == b""
+        with pytest.raises(grpc.aio.AioRpcError):  # plaintext is refused
+            await _raw_export(gw.grpc_port, body)
+        ctx = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"https://127.0.0.1:{gw.http_port}/v1/traces", data=body, ssl=ctx,
+                              headers={"content-type": "application/x-protobuf"}) as r:
+                assert r.status == 200
+            async with s.get(f"http://127.0.0.1:{gw.metrics_port}/metrics") as r:
+                text = await r.text()
+        assert 'orbitwatch_gateway_items_accepted_total{signal="traces"} 2.0' in text
+    finally:
+        await gw.stop(1)

@@ -41,7 +41,8 @@ def _span_ids(records) -> list[bytes]:
 async def test_broker_outage_then_client_retry_succeeds_with_nothing_lost_or_duplicated(own_broker, unique):
     prefix = f"t{unique}."
     bootstrap = own_broker.bootstrap
-    gw = await start_gateway(bootstrap, prefix, delivery_timeout_s=2.0, retry_after_s=3.0)
+    # retry_after 5 s: the exporter makes 6 attempts, so the broker has ~25 s to come back
+    gw = await start_gateway(bootstrap, prefix, delivery_timeout_s=2.0, retry_after_s=5.0)
     endpoint, headers = f"127.0.0.1:{gw.grpc_port}", {"x-api-key": KEY}
     try:
         before = await asyncio.to_thread(make_spans, endpoint, headers, 2, 3)
@@ -55,13 +56,13 @@ async def test_broker_outage_then_client_retry_succeeds_with_nothing_lost_or_dup
         assert "google.rpc.retryinfo-bin" in dict(e.value.trailing_metadata())
 
         # The SDK exporter now exports during the outage and keeps retrying on its own ...
-        during = asyncio.create_task(asyncio.to_thread(make_spans, endpoint, headers, 3, 2))
+        during = asyncio.create_task(asyncio.to_thread(make_spans, endpoint, headers, 3, 2, 90))
 
         async def refused_twice() -> bool:
             m = await scrape(gw)
             return m.get(("orbitwatch_gateway_requests_total",
                           (("code", "UNAVAILABLE"), ("signal", "traces"), ("transport", "grpc"))), 0) >= 2
-        await wait_for(refused_twice, timeout=15)
+        await wait_for(refused_twice, timeout=20)
         assert not during.done()
         # ... until the broker is back.
         await asyncio.to_thread(own_broker.start)
