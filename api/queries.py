@@ -149,30 +149,32 @@ def list_traces(storage: Storage, scope: Scope = Scope(), *, project: str | None
     if status:
         if status not in ("error", "ok"):
             raise QueryInputError("status must be 'error' or 'ok'")
-        having.append("errors > 0" if status == "error" else "errors = 0")
+        having.append("t_errors > 0" if status == "error" else "t_errors = 0")
     if min_latency_ms is not None:
         params["min_ns"] = int(float(min_latency_ms) * 1e6)
-        having.append("duration_ns >= %(min_ns)s")
+        having.append("t_duration_ns >= %(min_ns)s")
     if has_score not in (None, "", False, "false", "0"):
         score_where = "1" + _tenant_clause(scope, params)
         if isinstance(has_score, str) and has_score not in ("true", "1"):
             params["score_name"] = has_score
             score_where += " AND name = %(score_name)s"
         where += f" AND trace_id IN (SELECT trace_id FROM eval_scores WHERE {score_where})"
+    # Aliases differ from column names: ClickHouse would otherwise resolve WHERE's columns to them.
     sql = f"""
-        SELECT trace_id, any(project) AS project, min(timestamp) AS start_time,
-               argMin(span_name, if(parent_span_id = '', 0, 1)) AS root_name,
-               argMin(service_name, if(parent_span_id = '', 0, 1)) AS service_name,
+        SELECT trace_id, any(project) AS t_project, min(timestamp) AS t_start_time,
+               argMin(span_name, if(parent_span_id = '', 0, 1)) AS t_root_name,
+               argMin(service_name, if(parent_span_id = '', 0, 1)) AS t_service_name,
                toUInt64(max(toUnixTimestamp64Nano(timestamp) + duration_ns) - min(toUnixTimestamp64Nano(timestamp)))
-                   AS duration_ns,
-               count() AS spans, countIf(status_code = 'STATUS_CODE_ERROR') AS errors,
-               sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost) AS cost,
-               arrayFilter(x -> x != '', groupUniqArray(model)) AS models,
-               arrayFilter(x -> x != 'general', groupUniqArray(span_type)) AS span_types
+                   AS t_duration_ns,
+               count() AS t_spans, countIf(status_code = 'STATUS_CODE_ERROR') AS t_errors,
+               sum(input_tokens) AS t_input_tokens, sum(output_tokens) AS t_output_tokens, sum(cost) AS t_cost,
+               arrayFilter(x -> x != '', groupUniqArray(model)) AS t_models,
+               arrayFilter(x -> x != 'general', groupUniqArray(span_type)) AS t_span_types
         FROM spans FINAL WHERE {where}
         GROUP BY trace_id HAVING {' AND '.join(having)}
-        ORDER BY start_time DESC, trace_id LIMIT %(limit)s OFFSET %(offset)s"""
-    items = _rows(storage, sql, params)
+        ORDER BY t_start_time DESC, trace_id LIMIT %(limit)s OFFSET %(offset)s"""
+    items = [{k.removeprefix("t_"): v for k, v in it.items()}
+             for it in _rows(storage, sql, params)]
     for it in items:
         it["duration_ms"] = round(it.pop("duration_ns") / 1e6, 3)
         it["status"] = "error" if it["errors"] else "ok"
@@ -359,7 +361,7 @@ def drift_models(storage: Storage, scope: Scope = Scope(), *, project: str | Non
         where += " AND project = %(project)s"
     return _rows(storage, f"""
         SELECT project, model, model_version, count() AS results, max(window_end) AS last_window_end,
-               uniqExactIf(feature, drifted AND NOT startsWith(feature, '__')) AS drifted_features,
+               uniqExactIf(feature, drifted AND is_primary AND NOT startsWith(feature, '__')) AS drifted_features,
                uniqExactIf(feature, NOT startsWith(feature, '__')) AS features
         FROM drift_results FINAL WHERE {where}
         GROUP BY project, model, model_version ORDER BY project, model, model_version""", params)
@@ -387,19 +389,21 @@ def drift_timeline(storage: Storage, model: str, scope: Scope = Scope(), *, proj
     if final_only:
         where += " AND is_final"
     items = _rows(storage, f"""
-        SELECT project, model, model_version, feature, metric, value, threshold, drifted, p_value,
+        SELECT project, model, model_version, feature, metric, is_primary, value, threshold, drifted, p_value,
                window_start, window_end, is_final, sample_size, reference_size, computed_at
         FROM drift_results FINAL WHERE {where}
         ORDER BY window_start, feature, metric LIMIT %(limit)s OFFSET %(offset)s""", params)
     summary = _rows(storage, f"""
-        SELECT feature, metric, count() AS windows, countIf(drifted) AS drifted_windows,
+        SELECT feature, metric, max(is_primary) AS primary, count() AS windows, countIf(drifted) AS drifted_windows,
                argMax(value, window_start) AS last_value, argMax(drifted, window_start) AS last_drifted,
                max(value) AS max_value, any(threshold) AS threshold
-        FROM drift_results FINAL WHERE {where} GROUP BY feature, metric ORDER BY feature, metric""",
+        FROM drift_results FINAL WHERE {where} GROUP BY feature, metric ORDER BY feature, primary DESC, metric""",
                     {k: v for k, v in params.items() if k not in ("limit", "offset")})
     out = page(items, limit, offset)
     out["summary"] = summary
-    out["drifted_features"] = sorted({s["feature"] for s in summary if s["drifted_windows"]
+    # A feature is drifted when its primary test (the one the drift processor decides with, after
+    # Benjamini-Hochberg) flagged a window; the other metrics are shown for context only.
+    out["drifted_features"] = sorted({s["feature"] for s in summary if s["drifted_windows"] and s["primary"]
                                       and not s["feature"].startswith("__")})
     return out
 
@@ -463,12 +467,16 @@ def list_alerts(storage: Storage, scope: Scope = Scope(), *, status: str | None 
         sql = (f"SELECT {cols} FROM alerts FINAL WHERE {where}{st} "
                "ORDER BY transition_at DESC LIMIT %(limit)s OFFSET %(offset)s")
     else:
-        latest = ", ".join(f"argMax({c}, transition_at) AS {c}" for c in cols.split(", ")
-                           if c not in ("fingerprint", "transition_at"))
-        st = " HAVING status = %(status)s" if status else ""
-        sql = (f"SELECT fingerprint, {latest}, max(transition_at) AS transition_at FROM alerts FINAL "
-               f"WHERE {where} GROUP BY fingerprint{st} ORDER BY transition_at DESC "
+        cols_l = [c for c in cols.split(", ") if c not in ("fingerprint", "transition_at")]
+        latest = ", ".join(f"argMax({c}, transition_at) AS a_{c}" for c in cols_l)
+        st = " HAVING a_status = %(status)s" if status else ""
+        sql = (f"SELECT fingerprint, {latest}, max(transition_at) AS a_transition_at FROM alerts FINAL "
+               f"WHERE {where} GROUP BY fingerprint{st} ORDER BY a_transition_at DESC "
                "LIMIT %(limit)s OFFSET %(offset)s")
+        if status:
+            params["status"] = status
+        return page([{k.removeprefix("a_"): v for k, v in r.items()} for r in _rows(storage, sql, params)],
+                    limit, offset)
     if status:
         params["status"] = status
     return page(_rows(storage, sql, params), limit, offset)

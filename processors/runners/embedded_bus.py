@@ -183,8 +183,8 @@ class EmbeddedBus:
     def _append(self, name: str, records: list[LogRecord], refuse_when_full: bool) -> None:
         if not records:
             return
-        t = self._topic(name)
-        if not t.positions and not t.committed:
+        t = self._topics.get(name)
+        if t is None or (not t.positions and not t.committed):
             UNROUTED.labels(name).inc(len(records))
             return
         size = sum(r.size() for r in records)

@@ -35,7 +35,7 @@ DEMO_DRIFT_CONFIG = f"""# written by `orbitwatch up` because ORBITWATCH_DRIFT_CO
 default: {{}}
 models:
   "{DEMO_PROJECT}/{DEMO_MODEL}":
-    window_seconds: 300
+    window_seconds: 600
     allowed_lateness_seconds: 30
     emit_interval_seconds: 10
 """
@@ -114,8 +114,10 @@ class EmbeddedPlatform:
         await self.runner.start()
         if self.auth is None:
             self.auth = Auth.disabled()
+        # No Kafka message-size limit in process: a record may be as large as a request (4 MB).
+        from orbitwatch.ingest.receiver import DEFAULT_MAX_MESSAGE_BYTES
         self.gateway = Gateway(self.bus, self.auth, grpc_port=self.grpc_port, http_port=self.http_port,
-                               host=self.host, own_publisher=False)
+                               host=self.host, own_publisher=False, max_record_bytes=DEFAULT_MAX_MESSAGE_BYTES)
         await self.gateway.start()
         self.grpc_port, self.http_port = self.gateway.grpc_port, self.gateway.http_port
         if self.api_port is not None:

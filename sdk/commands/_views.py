@@ -64,11 +64,11 @@ class Source:
         if self._storage is not None:
             self._storage.close()
 
-    def call(self, name: str, **params: Any) -> Any:
+    def call(self, query: str, /, **params: Any) -> Any:
         params = {k: v for k, v in params.items() if v is not None and v != [] and v is not False}
         if self._storage is not None:
-            return self._direct(name, params)
-        path, path_params = _ROUTES[name]
+            return self._direct(query, params)
+        path, path_params = _ROUTES[query]
         path = path.format(**{k: urllib.parse.quote(str(params.pop(k)), safe="") for k in path_params})
         return self.get(path, params)
 
@@ -109,8 +109,11 @@ class Source:
 # rendering
 # ---------------------------------------------------------------------------------------------
 def console():
+    """A rich console; when output is not a terminal (pipes, CI logs) use a wide page instead of 80."""
+    import sys
+
     from rich.console import Console
-    return Console()
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def print_json(obj: Any) -> None:
@@ -255,17 +258,19 @@ def compare_view(cmp: dict[str, Any]):
     return t
 
 
-def drift_view(tl: dict[str, Any], model: str):
+def drift_view(tl: dict[str, Any], model: str, primary_only: bool = False):
     from rich.table import Table
-    t = Table(title=f"drift of {model} (per feature and metric, over {len({r['window_start'] for r in tl['items']})}"
-                    " windows)", title_justify="left")
+    t = Table(title=f"drift of {model} over {len({r['window_start'] for r in tl['items']})} windows "
+                    "(* = the feature's deciding test)", title_justify="left")
     for c in ("feature", "metric", "windows", "drifted windows", "last value", "max value", "threshold", "now"):
         t.add_column(c)
     for s in tl["summary"]:
-        t.add_row(s["feature"], s["metric"], str(s["windows"]), str(s["drifted_windows"]),
+        if not primary_only or s.get("primary"):
+            t.add_row(s["feature"], ("* " if s.get("primary") else "  ") + s["metric"], str(s["windows"]),
+                  str(s["drifted_windows"]),
                   f"{s['last_value']:.4g}", f"{s['max_value']:.4g}", f"{s['threshold']:.4g}",
                   "[red]DRIFT[/red]" if s["last_drifted"] else "ok",
-                  style="bold" if s["drifted_windows"] else None)
+                  style="bold" if s["drifted_windows"] and s.get("primary") else None)
     return t
 
 

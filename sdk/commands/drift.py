@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", help="ISO time or relative: 15m, 2h, 7d")
     p.add_argument("--final-only", action="store_true", help="only closed windows")
     p.add_argument("--windows", action="store_true", help="also print every window")
+    p.add_argument("--all-metrics", action="store_true",
+                   help="show every metric, not only each feature's deciding test")
     add_source_args(p)
 
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if not tl["items"]:
             con.print(f"no drift results for model {args.model!r} yet")
             return 0
-        con.print(v.drift_view(tl, args.model))
+        con.print(v.drift_view(tl, args.model, primary_only=not args.all_metrics))
         con.print("drifted features: " + (", ".join(tl["drifted_features"]) or "none"),
                   style="bold red" if tl["drifted_features"] else "green")
         if args.windows:
