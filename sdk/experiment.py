@@ -39,6 +39,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
 from orbitwatch import transport as _transport_mod
+from orbitwatch import wire
 from orbitwatch.schemas import attributes as A
 from orbitwatch.serialization import dumps, truncate
 
@@ -121,6 +122,7 @@ class Experiment:
         self._drain_lock = threading.Lock()  # the flusher and end() may drain at once
         self._warned: set[str] = set()
         self._parent_ctx: otel_context.Context | None = None
+        self._root: trace_api.SpanContext | None = None  # the first status span: parent of all others
         self.system: dict[str, str] = {}
         if disabled:
             return
@@ -380,8 +382,9 @@ class Experiment:
             if self._parent_ctx is None:
                 span = tracer.start_span("experiment", context=otel_context.Context(), attributes=attrs)
                 span.end()
+                self._root = span.get_span_context()
                 self._parent_ctx = trace_api.set_span_in_context(
-                    trace_api.NonRecordingSpan(span.get_span_context()), otel_context.Context())
+                    trace_api.NonRecordingSpan(self._root), otel_context.Context())
             else:
                 tracer.start_span("experiment", context=self._parent_ctx, attributes=attrs).end()
         except Exception:  # noqa: BLE001 - tracking must never break the training run
@@ -397,42 +400,38 @@ class Experiment:
     def _drain_locked(self, transport: "_transport_mod.Transport", final: bool) -> None:
         buf = self._buf
         pipe = transport.pipeline(self.api_key)
-        tracer = pipe.tracer(self.project)
         base = {A.KIND: "experiment.batch", A.EXPERIMENT_ID: self.id, A.PROJECT: self.project}
         if self.workspace:
             base[A.WORKSPACE] = self.workspace
+        metric_event, event = wire.metric_event, wire.event
         while buf:
             if not pipe.bulk_has_room():
                 if not final:
                     break  # back-pressure: keep points buffered until the queue drains
                 pipe.bulk.force_flush()
-            span = tracer.start_span("experiment.batch", context=self._parent_ctx, attributes=base,
-                                     start_time=buf[0][1])
-            add = span.add_event
+            parts: list[bytes] = []
             size = 0
-            n = 0
-            while buf and n < EVENTS_PER_SPAN and size < BYTES_PER_SPAN:
+            first_ts = buf[0][1]
+            while buf and len(parts) < EVENTS_PER_SPAN and size < BYTES_PER_SPAN:
                 rec = buf.popleft()
                 kind = rec[0]
                 if kind == A.EVENT_METRIC:
                     _, ts, name, value, step, epoch, seq = rec
                     if type(name) is not str:
                         name = str(name)
-                    add(kind, {"name": name, "value": value, "step": step, "epoch": epoch, "seq": seq}, ts)
-                    size += 70 + len(name)
+                    part = metric_event(ts, name, value, step, epoch, seq)
                 elif kind == A.EVENT_ASSET:
                     _, ts, name, akind, uri, asize, sha = rec
-                    add(kind, {"name": name, "kind": akind, "uri": uri, "size": asize, "sha256": sha}, ts)
-                    size += 150 + len(name) + len(uri)
+                    part = event(kind, ts, {"name": name, "kind": akind, "uri": uri, "size": asize, "sha256": sha})
                 elif kind == A.EVENT_TAG:
-                    add(kind, {"name": rec[2]}, rec[1])
-                    size += 40 + len(rec[2])
+                    part = event(kind, rec[1], {"name": rec[2]})
                 else:  # param / other
                     _, ts, name, value = rec
-                    add(kind, {"name": name, "value": value}, ts)
-                    size += 50 + len(name) + len(value)
-                n += 1
-            span.end()
+                    part = event(kind, ts, {"name": name, "value": value})
+                parts.append(part)
+                size += len(part)
+            pipe.emit_encoded(self.project, "experiment.batch", self._root, base, first_ts, _time_ns(),
+                              b"".join(parts), len(parts))
         self._wake_at = len(buf) + EVENTS_PER_SPAN
 
 

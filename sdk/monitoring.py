@@ -29,6 +29,7 @@ import time
 from typing import Any, Iterable, Mapping
 
 from orbitwatch import transport as _transport_mod
+from orbitwatch import wire
 from orbitwatch.schemas import attributes as A
 
 log = logging.getLogger("orbitwatch")
@@ -243,8 +244,6 @@ class MonitoredModel:
         with self._drain_lock:
             buf = self._buf
             pipe = transport.pipeline(self.api_key)
-            tracer = pipe.tracer(self.project)
-            from opentelemetry import context as otel_context
             attrs = {A.KIND: "prediction.batch", A.MODEL_NAME: self.name, A.MODEL_VERSION: self.version,
                      A.PROJECT: self.project}
             while buf:
@@ -252,13 +251,13 @@ class MonitoredModel:
                     if not final:
                         break
                     pipe.bulk.force_flush()
-                span = tracer.start_span("prediction.batch", context=otel_context.Context(), attributes=attrs,
-                                         start_time=buf[0][1])
-                size = n = 0
-                while buf and n < EVENTS_PER_SPAN and size < BYTES_PER_SPAN:
+                parts: list[bytes] = []
+                size = 0
+                first_ts = buf[0][1]
+                while buf and len(parts) < EVENTS_PER_SPAN and size < BYTES_PER_SPAN:
                     event, ts, record = buf.popleft()
-                    payload = record.model_dump_json()
-                    span.add_event(event, {A.PAYLOAD: payload}, ts)
-                    size += 40 + len(payload)
-                    n += 1
-                span.end()
+                    part = wire.event(event, ts, {A.PAYLOAD: record.model_dump_json()})
+                    parts.append(part)
+                    size += len(part)
+                pipe.emit_encoded(self.project, "prediction.batch", None, attrs, first_ts, time.time_ns(),
+                                  b"".join(parts), len(parts))

@@ -325,7 +325,7 @@ def _safe_start(opts: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]
         state, token = _start(opts, args, kwargs, parent_ctx)
         return state, token, kwargs
     except Exception:  # noqa: BLE001
-        _warn_once("start", "could not start a span for %s; calling it untraced", opts.name)
+        _warn_once(f"start:{opts.name}", "could not start a span for %s; calling it untraced", opts.name)
         log.debug("orbitwatch: start failed", exc_info=True)
         return None, None, kwargs
 

@@ -42,7 +42,8 @@ from typing import Any, Callable, Protocol, Sequence
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Tracer
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, TraceFlags, Tracer
 
 from orbitwatch.schemas import attributes as A
 
@@ -102,6 +103,9 @@ def approx_span_bytes(span: ReadableSpan) -> int:
     n = 120 + len(span.name)
     for k, v in (span.attributes or {}).items():
         n += 8 + len(k) + (len(v) if isinstance(v, str) else 10)
+    encoded = getattr(span, "encoded_events", None)
+    if encoded is not None:  # orbitwatch.wire.EncodedSpan: exact, and no decoding
+        return n + len(encoded)
     for ev in span.events:
         n += 30 + len(ev.name)
         for k, v in (ev.attributes or {}).items():
@@ -209,7 +213,7 @@ class Pipeline:
         queue = _env_int("ORBITWATCH_MAX_QUEUE_SIZE", 8192)
         self.spans = _DroppingBatchSpanProcessor(
             _SizedExporter(exporter_factory(), max_request), label="trace",
-            max_queue_size=queue, schedule_delay_millis=500, max_export_batch_size=512)
+            max_queue_size=queue, schedule_delay_millis=500, max_export_batch_size=min(512, queue))
         self.bulk = _DroppingBatchSpanProcessor(
             _SizedExporter(exporter_factory(), max_request), label="bulk",
             max_queue_size=64, schedule_delay_millis=200, max_export_batch_size=8)
@@ -219,6 +223,7 @@ class Pipeline:
         self._tracers: dict[str, Tracer] = {}
         self._lock = threading.Lock()
         # Limits: OTel's defaults (128 events/attributes) would silently cut our batch spans.
+        self._scope = InstrumentationScope(SCOPE, _version())
         self._limits = SpanLimits(max_events=10_000, max_attributes=512, max_event_attributes=64,
                                   max_links=128, max_span_attributes=512, max_attribute_length=None)
 
@@ -237,6 +242,24 @@ class Pipeline:
                 tracer = provider.get_tracer(SCOPE, _version())
                 self._tracers[project] = tracer
         return tracer
+
+    def emit_encoded(self, project: str, name: str, parent: SpanContext | None, attributes: dict[str, Any],
+                     start_ns: int, end_ns: int, encoded_events: bytes, event_count: int) -> None:
+        """Queue a finished bulk span whose events are OTLP wire bytes (see :mod:`orbitwatch.wire`).
+
+        ``parent`` None starts a new trace. Bypasses the SDK's per-event objects on purpose.
+        """
+        from orbitwatch.wire import EncodedSpan
+        self.tracer(project)
+        provider = self._providers[project]
+        ids = provider.id_generator
+        trace_id = parent.trace_id if parent is not None else ids.generate_trace_id()
+        context = SpanContext(trace_id, ids.generate_span_id(), is_remote=False,
+                              trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        span = EncodedSpan(encoded_events, event_count, name=name, context=context, parent=parent,
+                           resource=provider.resource, attributes=attributes, start_time=start_ns, end_time=end_ns,
+                           instrumentation_scope=self._scope)
+        self.router.on_end(span)
 
     def bulk_has_room(self, spans: int = 1) -> bool:
         return self.bulk.free_slots() >= spans
@@ -336,10 +359,9 @@ class Transport:
     def _make_exporter(self, api_key: str) -> SpanExporter:
         if self._custom_exporter is not None:
             return _Shared(self._custom_exporter)
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         endpoint = self.settings.endpoint
         headers = {"authorization": f"Bearer {api_key}"} if api_key else None
-        return OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers)
+        return _otlp_exporter_class()(endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers)
 
     # -- flusher ---------------------------------------------------------------------------
     def register(self, source: BufferSource) -> None:
@@ -394,6 +416,19 @@ class Transport:
         for pipe in list(self._pipelines.values()):
             _run_bounded(pipe.shutdown, 2.0)
         return ok
+
+
+def _otlp_exporter_class() -> type:
+    """OTLPSpanExporter whose request encoding also handles pre-encoded bulk events (orbitwatch.wire)."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    from orbitwatch.wire import encode_request
+
+    class OrbitwatchSpanExporter(OTLPSpanExporter):
+        def _translate_data(self, data: Sequence[ReadableSpan]) -> Any:
+            return encode_request(data)
+
+    return OrbitwatchSpanExporter
 
 
 class _Shared(SpanExporter):
