@@ -385,3 +385,92 @@ def test_replaying_a_finished_episode_after_restart_sends_nothing(storage):
         again.tick(time.time())
         assert again.instances == {}
         again.close()
+
+
+def test_send_resolved_false_and_repeat_interval(storage):
+    text = """
+defaults: false
+route: {receiver: ops, group_interval: 1s, repeat_interval: 1m, send_resolved: false}
+receivers: [{name: ops, url: URL}]
+rules: [{name: AgeDrift, kind: drift, feature: age}]
+"""
+    with WebhookReceiver() as hook:
+        clock = Clock()
+        proc = make(storage, text.replace("URL", hook.url), clock=clock)
+        proc.handle([drift(0, True)])
+        hook.wait_for(1)
+        proc.tick(clock.t + 30)  # still firing, repeat_interval not reached
+        assert proc.outbox.wait_idle(2) and len(hook.requests) == 1
+        clock.t += 61
+        proc.tick(clock.t)  # repeat
+        got = hook.wait_for(2)
+        assert [g.json["status"] for g in got] == ["firing", "firing"]
+        assert got[0].notification_id != got[1].notification_id
+        proc.handle([drift(1, False)])
+        proc.tick(clock.t + 2)
+        assert proc.outbox.wait_idle(2)
+        time.sleep(0.2)
+        assert len(hook.requests) == 2  # resolved, but send_resolved is false
+        assert storage.scalar("SELECT count() FROM alerts FINAL WHERE status = 'resolved'") == 1
+        proc.close()
+
+
+def test_data_quality_rule_and_metrics(storage):
+    from prometheus_client import REGISTRY
+    text = """
+defaults: false
+route: {receiver: ops}
+receivers: [{name: ops, url: URL}]
+rules:
+  - {name: Missing, kind: data_quality, metric: missing_rate, feature: "*", threshold: 0.2}
+"""
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = sample("orbitwatch_alert_transitions_total", rule="Missing", status="firing")
+    delivered = sample("orbitwatch_alert_notifications_total", receiver="ops", outcome="delivered")
+    with WebhookReceiver() as hook:
+        proc = make(storage, text.replace("URL", hook.url))
+        rec = r.DataQuality(project="shop", model="churn", feature="zip", metric="missing_rate", value=0.35,
+                            window_start=T0, window_end=T0 + timedelta(minutes=1), is_final=True)
+        other = rec.model_copy(update={"metric": "unseen_categories"})
+        proc.handle([Message(topic="orbitwatch.drift", value=encode(rec)),
+                     Message(topic="orbitwatch.drift", value=encode(other))])
+        (got,) = hook.wait_for(1)
+        assert got.json["alerts"][0]["labels"]["feature"] == "zip"
+        assert got.json["alerts"][0]["labels"]["metric"] == "missing_rate"
+        assert proc.outbox.wait_idle(5)
+        assert sample("orbitwatch_alert_transitions_total", rule="Missing", status="firing") == before + 1
+        assert sample("orbitwatch_alert_notifications_total", receiver="ops", outcome="delivered") == delivered + 1
+        proc.close()
+
+
+def test_span_health_volume_drop_against_baseline(storage):
+    now = time.time()
+    base = datetime.fromtimestamp(now, timezone.utc)
+    rows = []
+    for minute in range(10, 60):  # 50 minutes of 10 spans/minute before the window
+        for i in range(10):
+            rows.append([base - timedelta(minutes=minute), f"t{minute}-{i}", "s", "call", "api", 1000, "STATUS_CODE_OK",
+                         "shop", "gpt"])
+    rows.append([base - timedelta(seconds=30), "tnow", "s", "call", "api", 1000, "STATUS_CODE_OK", "shop", "gpt"])
+    storage.insert_rows("spans", ["timestamp", "trace_id", "span_id", "span_name", "service_name", "duration_ns",
+                                  "status_code", "project", "model"], rows)
+    text = """
+defaults: false
+route: {receiver: ops}
+receivers: [{name: ops, url: URL}]
+rules:
+  - {name: VolumeDrop, kind: span_health, metric: volume_ratio, by: [project], window: 5m, baseline: 1h,
+     op: "<", threshold: 0.3, annotations: {summary: "volume at {value:.0%} of baseline"}}
+"""
+    with WebhookReceiver() as hook:
+        proc = make(storage, text.replace("URL", hook.url))
+        proc.tick(now)
+        (got,) = hook.wait_for(1)
+        a = got.json["alerts"][0]
+        assert a["labels"]["alertname"] == "VolumeDrop" and a["labels"]["project"] == "shop"
+        (inst,) = proc.active()
+        assert inst.value < 0.3  # ~1 span in 5 min vs ~50 per 5 min in the baseline hour
+        proc.close()
