@@ -14,9 +14,9 @@ flushed every ~1 s while points         ``experiment_metrics`` row each (attribu
 are pending)                           ``step``, ``epoch``, ``seq``; event time = point time);
                                        event ``param`` → ``experiment_params`` (``name``, ``value``);
                                        event ``other``/``tag``/``asset`` likewise.
-``prediction`` / ``label`` /           production monitoring records; the JSON payload is in
-``reference`` (spans of a per-model    ``orbitwatch.payload`` (one span per batch, events per record),
-trace)                                 see :mod:`orbitwatch.schemas.records`.
+``prediction.batch`` (one span per     production monitoring records: events ``prediction`` /
+batch; ``orbitwatch.model.name`` /     ``label`` / ``reference``, each with the record's JSON in
+``.version``)                          ``orbitwatch.payload`` (:mod:`orbitwatch.schemas.records`).
 ``llm``/``tool``/… from ``@track``     ``spans`` rows with LLM columns filled from ``gen_ai.*`` and
                                        ``orbitwatch.*`` attributes below.
 ``feedback``                           ``eval_scores`` rows (source ``sdk``).
@@ -68,5 +68,9 @@ TRUNCATED = "orbitwatch.truncated"  # comma list of the fields that were truncat
 PAYLOAD = "orbitwatch.payload"  # JSON
 MODEL_NAME = "orbitwatch.model.name"
 MODEL_VERSION = "orbitwatch.model.version"
+# Int attributes of a ``reference`` event next to PAYLOAD: a feature's values split over several
+# events (same created_at) carry their 0-based index and the total, so the sink can reassemble them.
+REFERENCE_CHUNK = "chunk"
+REFERENCE_CHUNKS = "chunks"
 
 SPAN_TYPES = ("llm", "tool", "retriever", "agent", "chain", "guardrail", "general")

@@ -12,7 +12,8 @@ Feature typing: numbers (not bools) → ``numeric_features``; str, bool, enum/ca
 ``categorical_features``; ``None``/NaN → ``missing_features``. The reference data
 (:meth:`MonitoredModel.set_reference`) is typed per column from its dtype; missing values are
 left out of the reference; big columns are split over several ``reference`` events sharing one
-``created_at`` (the consumer concatenates them by (model, version, feature, created_at)).
+``created_at``, each with int attributes ``chunk`` (0-based) and ``chunks`` (total) so the consumer
+can reassemble them in order (by model, version, feature, created_at) and knows when it has all.
 """
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ class MonitoredModel:
         self.version = str(version)
         self.project = project_name or transport.project
         self.api_key = api_key or transport.settings.api_key
-        self._buf: collections.deque[tuple[str, int, str]] = collections.deque()
+        self._buf: collections.deque[tuple[str, int, Any, dict[str, int] | None]] = collections.deque()
         self._max = int(os.environ.get("ORBITWATCH_MAX_BUFFERED_POINTS", "500000"))
         self._drain_lock = threading.Lock()
         transport.register(self)
@@ -215,26 +216,28 @@ class MonitoredModel:
             if not vals:
                 log.warning("orbitwatch: reference column %r has no values; skipped", feature)
                 continue
-            for i in range(0, len(vals), REFERENCE_CHUNK):
+            chunks = (len(vals) + REFERENCE_CHUNK - 1) // REFERENCE_CHUNK
+            for index, i in enumerate(range(0, len(vals), REFERENCE_CHUNK)):
                 chunk = vals[i:i + REFERENCE_CHUNK]
-                records.append(ReferenceFeature(
+                records.append((ReferenceFeature(
                     project=self.project, model=self.name, model_version=self.version, feature=feature, kind=kind,
                     numeric_values=chunk if kind == "numeric" else [],
-                    categorical_values=chunk if kind == "categorical" else [], created_at=created))
-        for rec in records:
-            self._append("reference", rec, force=True)
+                    categorical_values=chunk if kind == "categorical" else [], created_at=created),
+                    {A.REFERENCE_CHUNK: index, A.REFERENCE_CHUNKS: chunks}))
+        for rec, extra in records:
+            self._append("reference", rec, force=True, extra=extra)
         return len(records)
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         return _transport_mod.flush(timeout)
 
     # -- internals ------------------------------------------------------------------------------
-    def _append(self, event: str, record: Any, force: bool = False) -> None:
+    def _append(self, event: str, record: Any, force: bool = False, extra: dict[str, int] | None = None) -> None:
         buf = self._buf
         if len(buf) >= self._max and not force:
             _transport_mod.STATS.add("dropped_points", 1, f"monitoring buffer of {self} full; dropping records")
             return
-        buf.append((event, time.time_ns(), record))
+        buf.append((event, time.time_ns(), record, extra))
         if len(buf) >= EVENTS_PER_SPAN:
             _transport_mod.get_transport().wake()
 
@@ -255,8 +258,11 @@ class MonitoredModel:
                 size = 0
                 first_ts = buf[0][1]
                 while buf and len(parts) < EVENTS_PER_SPAN and size < BYTES_PER_SPAN:
-                    event, ts, record = buf.popleft()
-                    part = wire.event(event, ts, {A.PAYLOAD: record.model_dump_json()})
+                    event, ts, record, extra = buf.popleft()
+                    attrs_ = {A.PAYLOAD: record.model_dump_json()}
+                    if extra:
+                        attrs_.update(extra)
+                    part = wire.event(event, ts, attrs_)
                     parts.append(part)
                     size += len(part)
                 pipe.emit_encoded(self.project, "prediction.batch", None, attrs, first_ts, time.time_ns(),

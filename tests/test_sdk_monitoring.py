@@ -93,6 +93,11 @@ def test_reference_from_dataframe_is_typed_by_dtype_and_chunked(mem):
     assert age == [float(i) for i in range(n)]
     assert len(by["income"][0].numeric_values) == n // 2  # NaN left out
     assert set(by["vip"][0].categorical_values) == {"True", "False"}
+    chunk_attrs = [(json.loads(e.attributes[A.PAYLOAD])["feature"], e.attributes[A.REFERENCE_CHUNK],
+                    e.attributes[A.REFERENCE_CHUNKS]) for s in mem.get_finished_spans() for e in s.events
+                   if e.name == "reference"]
+    assert [c for c in chunk_attrs if c[0] == "age"] == [("age", 0, 2), ("age", 1, 2)]
+    assert [c for c in chunk_attrs if c[0] == "income"] == [("income", 0, 1)]
 
 
 def test_reference_from_dict_of_lists_and_arrays(mem):

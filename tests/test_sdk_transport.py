@@ -113,3 +113,30 @@ def test_json_capture_never_raises_and_handles_odd_values():
     text, cut = to_json("é" * 10, max_chars=5)
     assert cut and text.startswith('"éééé')
     assert to_json({"k": 1}) == ('{"k":1}', False)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.5, 1e300, math.inf])
+def test_pre_encoded_events_equal_the_otel_encoders(value):
+    """orbitwatch.wire must produce exactly what the OpenTelemetry encoder would."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span as PBSpan
+
+    from orbitwatch import wire
+
+    provider = TracerProvider()
+    span = provider.get_tracer("t").start_span("s")
+    cases = [(1_700_000_000_123_456_789, "loss/é", value, -3, 2, 2**40), (5, "x" * 300, value, 0, 0, 0)]
+    encoded = b""
+    for ts, name, v, step, epoch, seq in cases:
+        span.add_event("metric", {"name": name, "value": v, "step": step, "epoch": epoch, "seq": seq}, ts)
+        encoded += wire.metric_event(ts, name, v, step, epoch, seq)
+    other = {"name": "n", "value": "v" * 200, "size": 12345678901, "ok": True, "f": 0.5}
+    span.add_event("asset", other, 7)
+    encoded += wire.event("asset", 7, other)
+    span.end()
+    (reference,) = [s for rs in encode_spans([span]).resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert list(PBSpan.FromString(encoded).events) == list(reference.events)
+
+    decoded = wire.EncodedSpan(encoded, 3, name="b", context=span.context).events
+    assert [(e.name, e.timestamp, dict(e.attributes)) for e in decoded] == [
+        (e.name, e.timestamp, dict(e.attributes)) for e in span.events]
