@@ -295,3 +295,54 @@ def test_registry_builds_known_processors_and_rejects_unknown(storage):
     with pytest.raises(UnknownProcessorError, match="nope"):
         build_processors(settings, storage, {"nope"})
     assert app_id([sink], "x.") == "x.orbitwatch-sink"
+
+
+async def test_sdk_experiment_and_monitored_model_through_gateway(kafka, runner_env, storage, tmp_path):
+    """Our SDK's Experiment and MonitoredModel → gateway → Kafka → sink → experiment and monitoring tables."""
+    import orbitwatch
+    from orbitwatch.ingest.auth import Auth
+    from orbitwatch.ingest.gateway import Gateway
+    from orbitwatch.ingest.publisher import KafkaPublisher
+
+    prefix, _ = runner_env
+    gw = Gateway(KafkaPublisher(kafka.bootstrap, topic_prefix=prefix), Auth.disabled(), grpc_port=0, http_port=None)
+    await gw.start()
+    runner = _runner(kafka, prefix, storage, tmp_path)
+    await runner.start()
+    loop = asyncio.get_running_loop()
+    try:
+        orbitwatch.configure(endpoint=f"http://127.0.0.1:{gw.grpc_port}", project="exp-project")
+
+        def work() -> str:
+            exp = orbitwatch.Experiment(experiment_name="baseline", tags=["a"])
+            for step in range(5):
+                exp.log_metric("loss", 1.0 / (step + 1), step=step)
+            exp.log_metric("loss", 9.9, step=0)  # a second point at the same step is kept
+            exp.log_parameter("lr", 0.01)
+            exp.add_tag("b")
+            exp.end()
+            model = orbitwatch.MonitoredModel("churn", "v1")
+            model.set_reference({"age": [20.0, 30.0, 40.0]})
+            model.log_prediction("p1", {"age": 33.0, "plan": "pro"}, "yes")
+            model.flush()
+            model.log_label("p1", "no")
+            model.flush()
+            orbitwatch.flush(10.0)
+            return exp.get_key()
+
+        key = await loop.run_in_executor(None, work)
+        await _until(lambda: storage.scalar("SELECT count() FROM predictions FINAL WHERE label = 'no'") == 1)
+        await _until(lambda: storage.scalar(
+            "SELECT count() FROM experiments FINAL WHERE status = 'finished'") == 1)
+    finally:
+        await runner.stop()
+        await gw.stop(grace=1)
+    (exp,) = storage.query_dicts("SELECT * FROM experiments FINAL")
+    assert (exp["experiment_id"], exp["name"], exp["project"]) == (key, "baseline", "exp-project")
+    assert sorted(exp["tags"]) == ["a", "b"]
+    assert storage.scalar("SELECT count() FROM experiment_metrics FINAL WHERE name = 'loss'") == 6
+    assert storage.query("SELECT name, value FROM experiment_params FINAL")[1] == [("lr", "0.01")]
+    (pred,) = storage.query_dicts("SELECT * FROM predictions FINAL")
+    assert (pred["model"], pred["model_version"], pred["prediction"], pred["label"]) == ("churn", "v1", "yes", "no")
+    assert list(storage.scalar("SELECT numeric_values FROM reference_features FINAL WHERE feature = 'age'")) == [
+        20.0, 30.0, 40.0]

@@ -68,7 +68,7 @@ class FaustRunner:
     def __init__(self, processors: list[Processor], *, bootstrap: str, topic_prefix: str = "",
                  batch_size: int = 1000, batch_seconds: float = 1.0, group: str | None = None,
                  instance: str = "0", max_backoff: float = 30.0, tick_interval: float = 1.0,
-                 datadir: str | None = None) -> None:
+                 datadir: str | None = None, session_timeout: float = 10.0) -> None:
         import faust
 
         if not processors:
@@ -94,6 +94,10 @@ class FaustRunner:
             topic_allow_declare=True,
             stream_wait_empty=False,
             table_cleanup_interval=3600.0,
+            # a SIGKILLed worker holds its partitions until its session expires: keep that short
+            # (faust's default is 60 s; the broker's group.min.session.timeout.ms is 6 s)
+            broker_session_timeout=session_timeout,
+            broker_heartbeat_interval=min(3.0, session_timeout / 3),
         )
         self.state = self.app.GlobalTable(STATE_TABLE, key_type=str, value_type=str, partitions=1,
                                           recovery_buffer_size=1, use_partitioner=True, default=None)
