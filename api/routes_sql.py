@@ -28,6 +28,7 @@ class SqlRequest(BaseModel):
 class SqlResult(BaseModel):
     columns: list[str]
     rows: list[list[Any]]
+    truncated: bool = False  # more rows existed than max_rows
 
 
 @router.post("/sql", response_model=SqlResult, summary="Run a read-only query (SELECT/SHOW/DESCRIBE/EXPLAIN)")
@@ -38,4 +39,6 @@ def sql(body: SqlRequest, storage=Depends(get_storage), scope=Depends(get_scope)
             raise HTTPException(403, "raw SQL cannot be scoped to a tenant; it is open only to the tenants in "
                                      "ORBITWATCH_SQL_TENANTS (keys not bound to a project)")
     cols, rows = storage.query_read_only(body.query, max_rows=body.max_rows, max_seconds=body.max_seconds)
-    return SqlResult(columns=cols, rows=[[jsonable(v) for v in r] for r in rows])
+    # ClickHouse's result_overflow_mode=break stops at a block boundary, so cut exactly here.
+    return SqlResult(columns=cols, rows=[[jsonable(v) for v in r] for r in rows[:body.max_rows]],
+                     truncated=len(rows) > body.max_rows)
