@@ -474,3 +474,17 @@ rules:
         (inst,) = proc.active()
         assert inst.value < 0.3  # ~1 span in 5 min vs ~50 per 5 min in the baseline hour
         proc.close()
+
+
+def test_only_the_primary_test_of_a_feature_alerts_by_default(storage):
+    with WebhookReceiver() as hook:
+        proc = make(storage, webhook=hook.url)
+        secondary = r.DriftResult(project="shop", model="churn", model_version="v3", feature="age", metric="ks",
+                                  value=0.3, threshold=0.05, drifted=True, window_start=T0,
+                                  window_end=T0 + timedelta(minutes=1), is_final=True, is_primary=False)
+        proc.handle([Message(topic="orbitwatch.drift", value=encode(secondary))])
+        assert proc.active() == []
+        proc.handle([drift(0, True)])
+        (got,) = hook.wait_for(1)
+        assert [a["labels"]["metric"] for a in got.json["alerts"]] == ["psi"]
+        proc.close()

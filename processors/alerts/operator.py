@@ -181,9 +181,9 @@ class AlertProcessor:
         for rule in self.config.rules.values():
             if rule.kind != kind or not rule.selects(rec.project, rec.model, rec.metric):
                 continue
-            if kind == "drift" and not rule.selects_feature(rec.feature):
+            if not rule.selects_feature(rec.feature):
                 continue
-            if kind == "data_quality" and rule.feature != "any" and not rule.selects_feature(rec.feature):
+            if kind == "drift" and not getattr(rec, "is_primary", True) and rule.wants_primary_only():
                 continue
             if not rec.is_final and not rule.include_provisional:
                 metrics.RECORDS.labels(kind=kind, outcome="provisional_skipped").inc()

@@ -51,7 +51,7 @@ SPAN_HEALTH_METRICS = ("p50_latency_ms", "p90_latency_ms", "p95_latency_ms", "p9
                        "span_count", "cost_per_hour", "tokens_per_hour", "volume_ratio")
 SPAN_HEALTH_BY = ("project", "service_name", "model", "span_type")
 EVAL_BY = ("project", "tenant")
-DQ_METRICS = ("missing_rate", "out_of_range_share", "unseen_categories", "volume_ratio")
+DQ_METRICS = ("missing_rate", "out_of_range_share", "unseen_share", "unseen_categories", "volume", "volume_ratio")
 # Template fields an annotation may use: {labels.feature}, {value:.3f}, {threshold}, ...
 TEMPLATE_ROOTS = ("labels", "value", "threshold", "rule", "severity", "samples", "window", "kind")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -87,9 +87,12 @@ class Rule(Strict):
 
     - ``drift``: DriftResult records; ``feature`` is a name/glob, ``any`` (every real feature) or one
       of ``__dataset__`` / ``__prediction__`` / ``__performance__``; ``metric`` a glob. Without
-      ``threshold`` the record's own ``drifted`` verdict is the condition.
+      ``threshold`` the record's own ``drifted`` verdict is the condition. Only each feature's
+      primary test (``is_primary``) counts unless ``metric`` names one or ``primary_only: false``,
+      so a feature drifting on three statistics is one alert, not three.
     - ``data_quality``: DataQuality records; ``metric`` one of missing_rate, out_of_range_share,
-      unseen_categories, volume_ratio; ``threshold`` required.
+      unseen_share, unseen_categories, volume, volume_ratio; ``threshold`` required; ``feature`` as
+      for drift (volume metrics are on ``__dataset__``).
     - ``eval``: EvalScore records named ``score``, aggregated (``mean``, ``share_above``
       ``score_threshold``, ``max``) over the last ``window`` per ``by`` labels, every ``interval``.
     - ``span_health``: ``metric`` from spans_rollup_1m per ``by`` labels over ``window``, every
@@ -120,6 +123,7 @@ class Rule(Strict):
     persistence: int = Field(default=1, ge=1)
     for_: Duration = Field(default=0.0, alias="for")
     include_provisional: bool = False
+    primary_only: bool | None = None  # drift: only each feature's chosen test; default: yes unless metric is named
     severity: str = "warning"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -152,6 +156,9 @@ class Rule(Strict):
         for text in v.values():
             check_template(text)
         return v
+
+    def wants_primary_only(self) -> bool:
+        return self.primary_only if self.primary_only is not None else self.metric == "*"
 
     def effective_interval(self) -> float:
         if self.interval > 0:
