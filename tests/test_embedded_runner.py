@@ -182,3 +182,51 @@ async def test_dead_letter_store_writes_table(storage):
     err, src, key = storage.query("SELECT error, source, key FROM dead_letters")[1][0]
     assert "doubler: ValueError" in err and src == "in/0/0" and key == "key1"
     await runner.stop()
+
+
+def _otlp_body(n_traces: int) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    ss = rs.scope_spans.add()
+    for i in range(n_traces):
+        s = ss.spans.add()
+        s.trace_id = (i + 1).to_bytes(16, "big")
+        s.span_id = (i + 1).to_bytes(8, "big")
+        s.name = f"span-{i}"
+        s.start_time_unix_nano = 1
+        s.end_time_unix_nano = 2
+    return req.SerializeToString()
+
+
+async def test_gateway_answers_429_and_resource_exhausted_when_the_bus_is_full():
+    """Back-pressure end to end: a full in-process queue becomes HTTP 429 / gRPC RESOURCE_EXHAUSTED
+    with a retry hint, and what was accepted before is all still queued (nothing dropped)."""
+    import grpc
+    import httpx
+
+    from orbitwatch.ingest.auth import Auth
+    from orbitwatch.ingest.gateway import Gateway
+
+    bus = EmbeddedBus(None, max_queue_records=2)
+    bus.subscribe("slow-sink", ["otlp.traces"])  # a consumer that never reads
+    bus.open()
+    gw = Gateway(bus, Auth.disabled(), grpc_port=0, http_port=0, own_publisher=False)
+    await gw.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            url = f"http://127.0.0.1:{gw.http_port}/v1/traces"
+            hdr = {"content-type": "application/x-protobuf"}
+            ok = await http.post(url, content=_otlp_body(2), headers=hdr)  # two traces -> two records
+            assert ok.status_code == 200
+            full = await http.post(url, content=_otlp_body(1), headers=hdr)
+            assert full.status_code == 429 and full.headers.get("retry-after")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
+            export = ch.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                                    request_serializer=None, response_deserializer=None)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await export(_otlp_body(1), timeout=5)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert bus.pending("slow-sink", ["otlp.traces"]) == 2
+    finally:
+        await gw.stop(0)
