@@ -59,6 +59,17 @@ class ModelDriftConfig(BaseModel):
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     features: dict[str, FeatureConfig] = Field(default_factory=dict)
     fdr_alpha: float | None = Field(0.05, gt=0, lt=1)  # Benjamini–Hochberg across features; None: off
+    # A flag needs a change that is both material and significant: a distance test (PSI, JS,
+    # Wasserstein, Hellinger) also needs the feature's p-value test (KS numeric, chi-square
+    # categorical) to reject after BH; a p-value test also needs the effect size (normalised
+    # Wasserstein numeric, JS categorical) above its threshold. Either can be switched off.
+    require_significance: bool = True
+    require_effect: bool = True
+    # The effect size (normalised Wasserstein / JS) must clear its threshold by this many units of
+    # its sampling noise, sqrt(1/n + 1/m) (scaled for JS by sqrt((bins-1) / (8 ln 2))): a reference
+    # of 1000 values is itself noisy, and without this margin a slightly atypical reference sample
+    # gets flagged window after window once windows are large. 0 disables it.
+    noise_margin: float = Field(2.0, ge=0)
     drift_share: float = Field(0.5, gt=0, le=1)  # dataset drifted when this share of features drift
     min_sample: int = Field(100, ge=1)  # windows with fewer values never flag a distance metric
     expected_volume: float | None = Field(None, gt=0)  # events per window; None: mean of recent finals

@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -257,56 +258,83 @@ class DriftProcessor:
             f.add_chunk(_iso(created), list(nums) if kind == "numeric" else list(cats))
 
     # -- predictions ------------------------------------------------------------------------------
-    def _add_predictions(self, st: ModelState, preds: list[r.Prediction]) -> None:
-        EVENTS.labels("prediction").inc(len(preds))
-        n = len(preds)
-        ts = np.fromiter((p.timestamp.timestamp() for p in preds), np.float64, count=n)
+    def ingest_columns(self, ident: tuple[str, str, str, str], ts: np.ndarray,
+                       numeric: Mapping[str, np.ndarray] | None = None,
+                       categorical: Mapping[str, np.ndarray] | None = None) -> list[Emit]:
+        """Columnar entry point (backfills from ClickHouse, benchmarks): ``ts`` in epoch seconds and
+        one array per feature aligned with it (NaN / None = missing); the prediction itself may be
+        given as the ``__prediction__`` column. Closes windows and publishes like :meth:`handle`."""
+        st = self._model(ident)
+        self._build_references(st)
+        self._count_columns(st, np.asarray(ts, np.float64), numeric or {}, categorical or {})
+        return self._publish(*self._close_windows(st, self._now()))
+
+    def _count_columns(self, st: ModelState, ts: np.ndarray, numeric: Mapping[str, np.ndarray],
+                       categorical: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Count one batch of columns into the slots; returns the indices of accepted (not late)
+        events, or None when all were accepted. Features the model had but the batch lacks count
+        as missing."""
         slots = st.clock.slots_of(ts)
         ok = st.clock.accepted(slots)
+        keep = None
         if not ok.all():
             DROPPED.labels("late").inc(int((~ok).sum()))
             keep = np.flatnonzero(ok)
-            preds = [preds[i] for i in keep]
-            ts, slots, n = ts[keep], slots[keep], int(keep.size)
+            ts, slots = ts[keep], slots[keep]
+        n = int(ts.size)
         if n == 0:
-            return
+            return keep
         u, inv = np.unique(slots, return_inverse=True)
         inv = inv.reshape(-1)
         ev = np.bincount(inv, minlength=u.size)
         for i, j in enumerate(u.tolist()):
             st.events[j] = st.events.get(j, 0) + int(ev[i])
+        for kind, cols, blank in (("numeric", numeric, math.nan), ("categorical", categorical, None)):
+            names = set(cols) | {x for x, f in st.features.items() if f.kind == kind}
+            for name in sorted(names):
+                col = cols.get(name)
+                f = self._feature(st, name, kind) if col is not None else st.features[name]
+                if f is None or f.kind != kind:
+                    continue
+                if col is None:
+                    vals = np.full(n, blank, dtype=np.float64 if kind == "numeric" else object)
+                else:
+                    vals = np.asarray(col, dtype=np.float64 if kind == "numeric" else object)
+                    vals = vals[keep] if keep is not None else vals
+                valid = np.isfinite(vals) if kind == "numeric" else vals != None  # noqa: E711 (elementwise)
+                self._count(st, f, u, inv, vals, valid)
+        st.dirty = True
+        st.batch_max_event = max(st.batch_max_event or -math.inf, float(ts.max()))
+        return keep
 
+    def _add_predictions(self, st: ModelState, preds: list[r.Prediction]) -> None:
+        EVENTS.labels("prediction").inc(len(preds))
+        n = len(preds)
+        ts = np.fromiter((p.timestamp.timestamp() for p in preds), np.float64, count=n)
         numeric_names: set[str] = set()
         categorical_names: set[str] = set()
         for p in preds:
             numeric_names.update(p.numeric_features)
             categorical_names.update(p.categorical_features)
-        for name in sorted(numeric_names | {x for x, f in st.features.items() if f.numeric and x != PREDICTION}):
-            f = self._feature(st, name, "numeric")
-            if f is not None:
-                vals = np.fromiter((p.numeric_features.get(name, math.nan) for p in preds), np.float64, count=n)
-                self._count(st, f, u, inv, vals, np.isfinite(vals))
-        for name in sorted(categorical_names | {x for x, f in st.features.items() if not f.numeric
-                                                and x != PREDICTION}):
-            f = self._feature(st, name, "categorical")
-            if f is not None:
-                vals = np.array([p.categorical_features.get(name) for p in preds], dtype=object)
-                self._count(st, f, u, inv, vals, vals != None)  # noqa: E711 (elementwise)
+        numeric = {name: np.fromiter((p.numeric_features.get(name, math.nan) for p in preds), np.float64, count=n)
+                   for name in numeric_names}
+        categorical = {name: np.array([p.categorical_features.get(name) for p in preds], dtype=object)
+                       for name in categorical_names}
         # the prediction itself: numeric (value, else probability) or categorical (class)
         pv = np.fromiter((p.prediction_value if p.prediction_value is not None else
                           (p.probability if p.probability is not None else math.nan) for p in preds),
                          np.float64, count=n)
         existing = st.features.get(PREDICTION)
-        numeric_pred = existing.numeric if existing is not None else bool(np.isfinite(pv).any())
-        if numeric_pred:
-            f = self._feature(st, PREDICTION, "numeric")
-            if f is not None:
-                self._count(st, f, u, inv, pv, np.isfinite(pv))
+        if existing.numeric if existing is not None else bool(np.isfinite(pv).any()):
+            numeric[PREDICTION] = pv
         else:
             cv = np.array([p.prediction or None for p in preds], dtype=object)
-            f = self._feature(st, PREDICTION, "categorical")
-            if f is not None and (cv != None).any():  # noqa: E711
-                self._count(st, f, u, inv, cv, cv != None)  # noqa: E711
+            if existing is not None or (cv != None).any():  # noqa: E711
+                categorical[PREDICTION] = cv
+        keep = self._count_columns(st, ts, numeric, categorical)
+        if keep is not None:
+            preds = [preds[i] for i in keep]
+            ts = ts[keep]
         # predictions that already carry their label count now; others wait for a Label
         for p, t in zip(preds, ts.tolist()):
             if p.label is not None or p.label_value is not None:
@@ -316,8 +344,6 @@ class DriftProcessor:
                 if len(st.pending) > st.cfg.max_pending_predictions:
                     st.pending.popitem(last=False)
                     DROPPED.labels("pending_prediction_evicted").inc()
-        st.dirty = True
-        st.batch_max_event = max(st.batch_max_event or -math.inf, float(ts.max()))
 
     def _count(self, st: ModelState, f: FeatureState, u: np.ndarray, inv: np.ndarray,
                vals: np.ndarray, valid: np.ndarray) -> None:

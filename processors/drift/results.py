@@ -58,6 +58,28 @@ def feature_metrics(ref: Reference, total: WindowTotal) -> dict[str, tuple[float
     return out
 
 
+def gate_metrics(ref: Reference) -> tuple[str, str]:
+    """(p-value test, effect size) of a feature: KS + normalised Wasserstein for continuous numeric
+    features, chi-square + Jensen–Shannon for categorical ones and numeric ones with <= 5 values."""
+    if ref.kind == "categorical" or ref.n_unique <= 5:
+        return "chi_square", "jensen_shannon"
+    return "ks", "wasserstein_norm"
+
+
+def effect_margin(cfg, ref: Reference, n: int) -> float:
+    """Sampling noise of the effect size between n current and ref.n reference values, times
+    ``cfg.noise_margin``: sqrt(1/n + 1/m) for normalised Wasserstein (in reference sigmas), times
+    sqrt((K-1) / (8 ln 2)) for the JS distance over K bins (its null scale from the chi-square limit)."""
+    if not cfg.noise_margin or n <= 0 or ref.n <= 0:
+        return 0.0
+    scale = math.sqrt(1.0 / n + 1.0 / ref.n)
+    _, effect = gate_metrics(ref)
+    if effect == "jensen_shannon":
+        k = int(np.count_nonzero(ref.counts)) or 2
+        scale *= math.sqrt(max(k - 1, 1) / (8 * math.log(2)))
+    return cfg.noise_margin * scale
+
+
 def chosen_method(st: ModelState, feature: str, ref: Reference) -> str:
     method = st.cfg.method_for(feature)
     if method == "auto":
@@ -81,7 +103,8 @@ def window_records(st: ModelState, k: int, final: bool, now: float) -> tuple[lis
     quality: list[DataQuality] = []
     events = sum(st.events.get(j, 0) for j in slots)
 
-    primary: list[tuple[str, str, float, float | None, int, int]] = []  # feature, metric, value, p, n, ref_n
+    # per feature: its chosen test plus the p-value test and the effect size used as gates
+    chosen: list[tuple[str, str, float, float | None, int, int, float | None, float | None]] = []
     for name in sorted(st.features):
         f = st.features[name]
         got = f.total(slots, cfg)
@@ -103,9 +126,10 @@ def window_records(st: ModelState, k: int, final: bool, now: float) -> tuple[lis
                                        **base))
         metrics = feature_metrics(ref, total)
         method = chosen_method(st, name, ref)
+        test, effect = gate_metrics(ref)
         for metric, (value, p) in metrics.items():
             if metric == method:
-                primary.append((name, metric, value, p, total.n, ref.n))
+                chosen.append((name, metric, value, p, total.n, ref.n, metrics[test][1], metrics[effect][0]))
                 continue
             thr = cfg.thresholds[metric]
             if metric in stats.P_VALUE_METRICS:
@@ -116,17 +140,28 @@ def window_records(st: ModelState, k: int, final: bool, now: float) -> tuple[lis
                                      drifted=bool(flagged), p_value=p, sample_size=total.n,
                                      reference_size=ref.n, is_primary=False, **base))
 
-    # the chosen test of each feature; p-value tests share one Benjamini–Hochberg family
-    p_idx = [i for i, row in enumerate(primary) if row[1] in stats.P_VALUE_METRICS and row[3] is not None]
-    bh = stats.benjamini_hochberg([primary[i][3] for i in p_idx], cfg.fdr_alpha) if cfg.fdr_alpha else None
-    rejected = {i for n, i in enumerate(p_idx) if bh is not None and bh[n]}
+    # significance: one Benjamini–Hochberg family over the features' p-value tests
+    gate_p = [row[6] if row[6] is not None else 1.0 for row in chosen]
+    if cfg.fdr_alpha:
+        significant = stats.benjamini_hochberg(gate_p, cfg.fdr_alpha).tolist()
+    else:
+        significant = [p < cfg.thresholds["ks"] for p in gate_p]
     n_feat = n_drift = 0
-    for i, (name, metric, value, p, n, ref_n) in enumerate(primary):
+    for i, (name, metric, value, p, n, ref_n, _, effect_value) in enumerate(chosen):
         thr = cfg.threshold_for(name, metric)
+        ref = st.features[name].ref
+        assert ref is not None
+        _, effect = gate_metrics(ref)
         if metric in stats.P_VALUE_METRICS:
-            flagged = (i in rejected) if bh is not None else (p is not None and p < thr)
+            flagged = bool(significant[i]) if cfg.fdr_alpha else (p is not None and p < thr)
+            if cfg.require_effect and effect_value is not None:
+                flagged = flagged and effect_value > cfg.thresholds[effect] + effect_margin(cfg, ref, n)
         else:
+            if metric == effect:
+                thr = thr + effect_margin(cfg, ref, n)
             flagged = value > thr and n >= cfg.min_sample
+            if cfg.require_significance:
+                flagged = flagged and bool(significant[i])
         if name != PREDICTION:
             n_feat += 1
             n_drift += int(flagged)
