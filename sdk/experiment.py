@@ -454,3 +454,5 @@ def _end_running_at_exit() -> None:
 
 
 _transport_mod.add_exit_hook(_end_running_at_exit)
+if hasattr(os, "register_at_fork"):  # a forked child must not end (or flush) its parent's experiments
+    os.register_at_fork(after_in_child=_running.clear)

@@ -114,11 +114,12 @@ def approx_span_bytes(span: ReadableSpan) -> int:
 
 
 class _SizedExporter(SpanExporter):
-    """Wraps the OTLP exporter: splits batches by size, counts failures."""
+    """Wraps the OTLP exporter: splits batches by size, spools or counts failures."""
 
-    def __init__(self, inner: SpanExporter, max_request_bytes: int) -> None:
+    def __init__(self, inner: SpanExporter, max_request_bytes: int, spool: Any = None) -> None:
         self.inner = inner
         self.max_request_bytes = max_request_bytes
+        self.spool = spool
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         chunks: list[list[ReadableSpan]] = []
@@ -142,11 +143,22 @@ class _SizedExporter(SpanExporter):
                 r = SpanExportResult.FAILURE
             if r is SpanExportResult.SUCCESS:
                 STATS.add("exported_spans", len(chunk))
+            elif self.spool is not None and self._spool(chunk):
+                STATS.add("spooled_spans", len(chunk), f"the Orbitwatch endpoint is unreachable; spooling "
+                                                       f"requests to {self.spool.dir} for replay")
             else:
                 result = SpanExportResult.FAILURE
                 STATS.add("export_failed_spans", len(chunk),
                           f"could not export {len(chunk)} spans to the Orbitwatch endpoint after retries")
         return result
+
+    def _spool(self, chunk: list[ReadableSpan]) -> bool:
+        from orbitwatch.wire import encode_request
+        try:
+            return bool(self.spool.write(encode_request(chunk).SerializeToString()))
+        except Exception:  # noqa: BLE001 - a full disk must not break the exporter thread
+            log.debug("orbitwatch: spooling failed", exc_info=True)
+            return False
 
     def shutdown(self) -> None:
         self.inner.shutdown()
@@ -208,14 +220,16 @@ class _Router(SpanProcessor):
 class Pipeline:
     """Exporter + queues for one (endpoint, API key); providers per project share it."""
 
-    def __init__(self, exporter_factory: Callable[[], SpanExporter], service_name: str | None) -> None:
+    def __init__(self, exporter_factory: Callable[[], SpanExporter], service_name: str | None,
+                 spool: Any = None) -> None:
         max_request = _env_int("ORBITWATCH_MAX_REQUEST_BYTES", 3_000_000)
         queue = _env_int("ORBITWATCH_MAX_QUEUE_SIZE", 8192)
+        self.spool = spool
         self.spans = _DroppingBatchSpanProcessor(
-            _SizedExporter(exporter_factory(), max_request), label="trace",
+            _SizedExporter(exporter_factory(), max_request, spool), label="trace",
             max_queue_size=queue, schedule_delay_millis=500, max_export_batch_size=min(512, queue))
         self.bulk = _DroppingBatchSpanProcessor(
-            _SizedExporter(exporter_factory(), max_request), label="bulk",
+            _SizedExporter(exporter_factory(), max_request, spool), label="bulk",
             max_queue_size=64, schedule_delay_millis=200, max_export_batch_size=8)
         self.router = _Router(self.spans, self.bulk)
         self.service_name = service_name
@@ -260,6 +274,22 @@ class Pipeline:
                            resource=provider.resource, attributes=attributes, start_time=start_ns, end_time=end_ns,
                            instrumentation_scope=self._scope)
         self.router.on_end(span)
+
+    def replay_spool(self) -> bool:
+        """Send spooled requests through the span exporter; True when the spool is empty."""
+        if self.spool is None:
+            return True
+        from orbitwatch.wire import SpooledRequest
+        exporter = self.spans.span_exporter.inner
+
+        def send(raw: bytes) -> bool:
+            req = SpooledRequest(raw)
+            ok = exporter.export(req) is SpanExportResult.SUCCESS
+            if ok:
+                STATS.add("replayed_spans", len(req))
+            return ok
+        sent, done = self.spool.replay(send)
+        return done
 
     def bulk_has_room(self, spans: int = 1) -> bool:
         return self.bulk.free_slots() >= spans
@@ -334,7 +364,12 @@ class Transport:
         self._stop = False
         self._drain_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._spool_thread: threading.Thread | None = None
+        self._stopped = threading.Event()
         self.closed = False
+        from orbitwatch.spool import spool_root
+        self.spool_root = None if exporter is not None else spool_root(self.settings.data_dir)
+        self.spool_max_bytes = _env_int("ORBITWATCH_SPOOL_MAX_BYTES", 256 << 20)
 
     @property
     def project(self) -> str:
@@ -349,9 +384,32 @@ class Transport:
         with self._lock:
             pipe = self._pipelines.get(key)
             if pipe is None:
-                pipe = Pipeline(lambda: self._make_exporter(key), self.service_name)
+                spool = None
+                if self.spool_root is not None:
+                    from orbitwatch.spool import Spool
+                    spool = Spool(self.spool_root, key, self.spool_max_bytes)
+                pipe = Pipeline(lambda: self._make_exporter(key), self.service_name, spool)
                 self._pipelines[key] = pipe
+                if spool is not None and self._spool_thread is None:
+                    self._spool_thread = threading.Thread(target=self._replay_loop, name="orbitwatch-spool",
+                                                          daemon=True)
+                    self._spool_thread.start()
         return pipe
+
+    def _replay_loop(self) -> None:
+        """Replay spooled requests (also those left by earlier runs) with backoff while they fail."""
+        delay = 1.0
+        while not self._stop:
+            done = True
+            for pipe in list(self._pipelines.values()):
+                try:
+                    done = pipe.replay_spool() and done
+                except Exception:  # noqa: BLE001
+                    log.debug("orbitwatch: spool replay failed", exc_info=True)
+                    done = False
+            delay = 2.0 if done else min(delay * 2, 30.0)
+            if self._stopped.wait(delay):
+                return
 
     def tracer(self, project: str | None = None, api_key: str | None = None) -> Tracer:
         return self.pipeline(api_key).tracer(project or self.settings.project)
@@ -412,6 +470,7 @@ class Transport:
         ok = self.flush(timeout if timeout is not None else self.exit_timeout)
         self.closed = True
         self._stop = True
+        self._stopped.set()
         self._wake.set()
         for pipe in list(self._pipelines.values()):
             _run_bounded(pipe.shutdown, 2.0)
@@ -425,7 +484,7 @@ def _otlp_exporter_class() -> type:
     from orbitwatch.wire import encode_request
 
     class OrbitwatchSpanExporter(OTLPSpanExporter):
-        def _translate_data(self, data: Sequence[ReadableSpan]) -> Any:
+        def _translate_data(self, data: Any) -> Any:  # spans, or a SpooledRequest being replayed
             return encode_request(data)
 
     return OrbitwatchSpanExporter
@@ -522,6 +581,23 @@ def flush(timeout: float | None = 30.0) -> bool:
 def add_exit_hook(fn: Callable[[], None]) -> None:
     """Run ``fn`` at interpreter exit before the final flush (experiments end themselves here)."""
     _exit_hooks.append(fn)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with no flusher and no sources: the parent's buffers are the parent's."""
+    t = _transport
+    if t is None:
+        return
+    t._lock = threading.Lock()
+    t._drain_lock = threading.Lock()
+    t._wake = threading.Event()
+    t._sources = weakref.WeakSet()
+    t._thread = None
+    t._spool_thread = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

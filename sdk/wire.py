@@ -136,8 +136,20 @@ class EncodedSpan(ReadableSpan):
                             instrumentation_scope=self.instrumentation_scope)
 
 
-def encode_request(spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
+class SpooledRequest:
+    """A request read back from the disk spool, passed through the exporter as-is."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.request = ExportTraceServiceRequest.FromString(raw)
+
+    def __len__(self) -> int:
+        return sum(len(ss.spans) for rs in self.request.resource_spans for ss in rs.scope_spans)
+
+
+def encode_request(spans: Sequence[ReadableSpan] | SpooledRequest) -> ExportTraceServiceRequest:
     """OTel's ``encode_spans`` plus the pre-encoded events of :class:`EncodedSpan` s."""
+    if isinstance(spans, SpooledRequest):
+        return spans.request
     plain: list[ReadableSpan] = []
     extra: dict[int, bytes] = {}
     for s in spans:

@@ -220,3 +220,27 @@ def test_disabled_experiment_sends_nothing(mem):
     exp.end()
     orbitwatch.flush(5)
     assert not [s for s in mem.get_finished_spans() if s.attributes.get(A.EXPERIMENT_ID) == exp.id]
+
+
+def test_forked_child_does_not_end_or_resend_the_parents_experiment(mem):
+    """After fork the child holds no running experiments (its exit would otherwise mark the
+    parent's run finished) and no flusher sources (it would re-send the parent's buffer)."""
+    import os
+
+    from orbitwatch import experiment as experiment_mod
+    exp = Experiment()
+    exp.log_metric("before-fork", 1)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        t = transport_mod.get_transport()
+        report = f"{len(experiment_mod._running)},{len(list(t._sources))},{t._thread is None}"
+        os.write(write, report.encode())
+        os._exit(0)
+    os.close(write)
+    report = os.read(read, 100).decode()
+    os.waitpid(pid, 0)
+    assert report == "0,0,True"
+    assert exp in experiment_mod._running
+    exp.end()
+    assert [e.attributes["name"] for e in events(mem, exp.id, "metric")] == ["before-fork"]

@@ -173,3 +173,38 @@ def test_large_bulk_is_split_under_the_receivers_message_limit(receiver, unique)
     seqs = sorted(e.attributes["seq"] for s in spans for e in s.events if e.name == "metric")
     assert seqs == list(range(n))
     assert max(req.ByteSize() for req, _ in receiver.requests) < 4 * 1024 * 1024
+
+
+def test_disk_spool_keeps_what_a_dead_endpoint_refused_and_replays_it(monkeypatch, tmp_path, unique):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    monkeypatch.setenv("ORBITWATCH_SPOOL_DIR", str(tmp_path / "spool"))
+    port = free_port()
+    orbitwatch.configure(endpoint=f"http://127.0.0.1:{port}", api_key="k-spool", project=f"spool-{unique}")
+    before = transport_mod.stats()
+
+    @track
+    def offline_call(i):
+        return i
+
+    for i in range(5):
+        offline_call(i)
+    exp = Experiment()
+    exp.log_metric("loss", 0.25, step=3)
+    exp.end()
+    after = transport_mod.stats()
+    assert after["spooled_spans"] - before.get("spooled_spans", 0) >= 7  # 5 calls + status + batch spans
+    assert after["export_failed_spans"] == before["export_failed_spans"]
+    files = list((tmp_path / "spool").rglob("*.otlp"))
+    assert files and "k-spool" not in str(files[0])  # the key is hashed, never written
+
+    # The endpoint comes back: the spool empties into it, oldest first, nothing twice.
+    with OtlpReceiver(port=port) as rx:
+        spans = rx.wait_for(lambda ss: sum(s.name == "offline_call" for s in ss) == 5
+                            and any(s.attributes.get(A.EXPERIMENT_STATUS) == "finished" for s in ss), timeout=20)
+        deadline = time.monotonic() + 5
+        while list((tmp_path / "spool").rglob("*.otlp*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not list((tmp_path / "spool").rglob("*.otlp*"))
+        assert sum(s.name == "offline_call" for s in rx.spans()) == 5  # nothing replayed twice
+        assert [e.attributes["value"] for s in spans for e in s.events if e.name == "metric"] == [0.25]
+        assert all(s.metadata.get("authorization") == "Bearer k-spool" for s in spans)
