@@ -25,6 +25,8 @@ _EXPORTS = {
     "log_feedback": "orbitwatch.tracking",
     "flush": "orbitwatch.transport",
     "configure": "orbitwatch.transport",
+    "stats": "orbitwatch.transport",
+    "get_current_span_id": "orbitwatch.tracking",
     "MonitoredModel": "orbitwatch.monitoring",
     "evaluate": "orbitwatch.evaluation",
     "get_or_create_dataset": "orbitwatch.evaluation",
