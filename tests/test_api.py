@@ -26,6 +26,11 @@ def span(trace, sid, parent, name, at_ms, dur_ms, *, tenant="t1", project="p1", 
 
 @pytest.fixture
 def seeded(storage):
+    return seed(storage)
+
+
+def seed(storage):
+    """Three traces (two tenants), scores, two experiments, drift windows and alert transitions."""
     storage.insert_rows("spans", SPAN_COLS, [
         span(TA, "a1", "", "rag", 0, 900, span_type="chain"),
         span(TA, "a2", "a1", "retrieve", 10, 100, span_type="retriever"),
