@@ -82,7 +82,8 @@ def _require_admin(scope: Any) -> None:
 def active(status: str | None = Query(None, pattern="^(pending|firing)$"), rule: str | None = None,
            project: str | None = None, storage=Depends(get_storage), scope=Depends(get_scope)) -> dict[str, Any]:
     rows = storage.query("SELECT payload FROM alert_state FINAL WHERE processor = {p:String} AND kind = 'instance' "
-                         "AND is_deleted = 0", {"p": PROCESSOR})[1]
+                         "AND is_deleted = 0 AND JSONExtractString(payload, 'status') != 'inactive'",
+                         {"p": PROCESSOR})[1]
     items = []
     project = scope.project or project
     for (payload,) in rows:

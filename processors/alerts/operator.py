@@ -272,7 +272,8 @@ class AlertProcessor:
                 self._next_prune = now + 600
                 self.prune(now)
             due = self.grouper.next_due()
-            if not transitions and not self._dirty and not self._unsaved_history and (due is None or due > now):
+            if (not transitions and not self._dirty and not self._unsaved_history
+                    and not self._unsaved_notifications and (due is None or due > now)):
                 return []
             return self._commit(transitions, now)
 

@@ -20,6 +20,7 @@ import logging
 import random
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -32,6 +33,7 @@ from orbitwatch.processors.alerts.receivers import Outcome, post, render_body
 from orbitwatch.processors.alerts.rules import Receiver
 
 log = logging.getLogger(__name__)
+MAX_KNOWN_IDS = 200_000
 COLUMNS = ("processor", "notification_id", "receiver", "group_key", "status", "payload", "attempts",
            "last_http_status", "last_error", "created_at", "updated_at", "version")
 
@@ -89,7 +91,8 @@ class Outbox:
         self.processor = processor
         self._cond = threading.Condition()
         self._items: dict[str, list[Item]] = {}  # receiver → FIFO of undelivered items
-        self._known: set[str] = set()  # notification ids already in the outbox (dedup)
+        # notification ids already in the outbox (dedup of replays; only recent ids can be replayed)
+        self._known: OrderedDict[str, None] = OrderedDict()
         self._threads: dict[str, threading.Thread] = {}
         self._busy: set[str] = set()
         self._stop = False
@@ -116,7 +119,7 @@ class Outbox:
             "ORDER BY created_at, notification_id", {"p": self.processor, "s": int(since_days * 86400)})
         queued = []
         for r in rows:
-            self._known.add(r["notification_id"])
+            self._remember(r["notification_id"])
             if r["status"] == "pending":
                 created = r["created_at"]
                 created_ts = created.replace(tzinfo=timezone.utc).timestamp() if created.tzinfo is None else created.timestamp()
@@ -126,6 +129,11 @@ class Outbox:
         if queued:
             log.info("alert outbox: re-queued %d undelivered notification(s) from a previous run", len(queued))
         return len(queued)
+
+    def _remember(self, nid: str) -> None:
+        self._known[nid] = None
+        while len(self._known) > MAX_KNOWN_IDS:
+            self._known.popitem(last=False)
 
     # -- producer side (called from handle/tick) ------------------------------------------------
     def write(self, notifications: list[Notification]) -> list[Item]:
@@ -149,7 +157,7 @@ class Outbox:
                               body=render_body(receiver, n, self.external_url), created_at=time.time()))
         self._save(items)
         for it in items:
-            self._known.add(it.id)
+            self._remember(it.id)
             metrics.NOTIFICATIONS.labels(receiver=it.receiver, outcome="queued").inc()
         return items
 
