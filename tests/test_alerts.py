@@ -488,3 +488,24 @@ def test_only_the_primary_test_of_a_feature_alerts_by_default(storage):
         (got,) = hook.wait_for(1)
         assert [a["labels"]["metric"] for a in got.json["alerts"]] == ["psi"]
         proc.close()
+
+
+def test_timeout_is_retried_and_the_id_lets_the_receiver_dedup(storage):
+    text = RETRY_RULES.replace("backoff_initial: 50ms", "timeout: 300ms, backoff_initial: 50ms")
+    with WebhookReceiver(script=[(200, 1.0)]) as hook:  # answers, but only after our timeout
+        proc = make(storage, text.replace("URL", hook.url))
+        proc.handle([drift(0, True)])
+        got = hook.wait_for(2, timeout=10)
+        assert proc.outbox.wait_idle(5)
+        assert len(got) == 2 and len(hook.unique()) == 1  # at-least-once; one per notification id
+        proc.close()
+
+
+def test_429_retry_after_is_honoured(storage):
+    with WebhookReceiver(script=[(429, 0, {"Retry-After": "0.5"})]) as hook:
+        proc = make(storage, RETRY_RULES.replace("URL", hook.url).replace("backoff_max: 200ms", "backoff_max: 5s"))
+        proc.handle([drift(0, True)])
+        got = hook.wait_for(2, timeout=10, accepted=False)
+        assert [g.status for g in got] == [429, 200]
+        assert got[1].at - got[0].at >= 0.45
+        proc.close()

@@ -1,7 +1,8 @@
 """A real HTTP receiver on loopback for alert tests and the alert bench.
 
 It records every request (method, path, headers, raw body, parsed JSON, arrival time) and answers
-with a scripted sequence of status codes (e.g. ``[500, 500, 200]``), then ``default_status``.
+with a scripted sequence (e.g. ``[500, 500, 200]``), then ``default_status``. A script entry is a
+status, or ``(status, delay_seconds)``, or ``(status, delay_seconds, {header: value})``.
 ``accepted()`` are the 2xx'd requests; ``unique()`` dedups them by notification id, which is what
 an idempotent receiver would act on.
 """
@@ -29,7 +30,7 @@ class Recorded:
 
 
 class WebhookReceiver:
-    def __init__(self, script: list[int] | None = None, default_status: int = 200, delay: float = 0.0,
+    def __init__(self, script: list[Any] | None = None, default_status: int = 200, delay: float = 0.0,
                  port: int = 0) -> None:
         self.script = list(script or [])
         self.default_status = default_status
@@ -41,15 +42,20 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-                if receiver.delay:
-                    time.sleep(receiver.delay)
                 with receiver._cond:
-                    status = receiver.script.pop(0) if receiver.script else receiver.default_status
+                    step = receiver.script.pop(0) if receiver.script else receiver.default_status
+                status, delay, extra = (step, receiver.delay, {}) if isinstance(step, int) else (
+                    step[0], step[1], step[2] if len(step) > 2 else {})
+                if delay:
+                    time.sleep(delay)
+                with receiver._cond:
                     receiver.requests.append(Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()},
                                                       body, status))
                     receiver._cond.notify_all()
                 payload = b'{"ok":true}' if status < 300 else b'{"error":"scripted failure"}'
                 self.send_response(status)
+                for k, v in extra.items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
