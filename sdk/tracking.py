@@ -109,7 +109,11 @@ class _SpanState:
                usage: Mapping[str, Any] | None = None, model: str | None = None, provider: str | None = None,
                total_cost: float | None = None, feedback_scores: Iterable[Mapping[str, Any]] | None = None,
                context: Iterable[str] | None = None, expected_output: Any = _MISSING,
-               span_type: str | None = None) -> None:
+               span_type: str | None = None, session_id: str | None = None, user_id: str | None = None) -> None:
+        if session_id:
+            self.attrs[A.SESSION_ID] = str(session_id)
+        if user_id:
+            self.attrs[A.USER_ID] = str(user_id)
         if name:
             self.span.update_name(str(name))
         if input is not _MISSING:
@@ -482,7 +486,8 @@ def update_current_span(name: str | None = None, input: Any = _MISSING, output: 
                         provider: str | None = None, total_cost: float | None = None,
                         feedback_scores: Iterable[Mapping[str, Any]] | None = None,
                         context: Iterable[str] | None = None, expected_output: Any = _MISSING,
-                        type: str | None = None) -> None:  # noqa: A002
+                        type: str | None = None, thread_id: str | None = None,  # noqa: A002
+                        session_id: str | None = None, user_id: str | None = None) -> None:
     """Change the innermost running tracked span (set when it ends).
 
     ``usage`` takes OpenAI-style ``prompt_tokens``/``completion_tokens`` or
@@ -497,7 +502,8 @@ def update_current_span(name: str | None = None, input: Any = _MISSING, output: 
         return
     state.update(name=name, input=input, output=output, metadata=metadata, tags=tags, usage=usage, model=model,
                  provider=provider, total_cost=total_cost, feedback_scores=feedback_scores, context=context,
-                 expected_output=expected_output, span_type=type)
+                 expected_output=expected_output, span_type=type, session_id=session_id or thread_id,
+                 user_id=user_id)
 
 
 def update_current_trace(name: str | None = None, input: Any = _MISSING, output: Any = _MISSING,  # noqa: A002

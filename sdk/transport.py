@@ -477,6 +477,26 @@ class Transport:
         return ok
 
 
+class _PartialSuccessStub:
+    """Reads OTLP ``partial_success`` (which the stock exporter ignores): rejected spans are
+    counted in ``stats()["rejected_spans"]`` and the receiver's reason is logged once."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def Export(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = self.inner.Export(*args, **kwargs)
+        partial = getattr(response, "partial_success", None)
+        rejected = getattr(partial, "rejected_spans", 0) if partial is not None else 0
+        if rejected:
+            STATS.add("rejected_spans", int(rejected),
+                      f"the endpoint rejected {rejected} spans: {partial.error_message or 'no reason given'}")
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def _otlp_exporter_class() -> type:
     """OTLPSpanExporter whose request encoding also handles pre-encoded bulk events (orbitwatch.wire)."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -486,6 +506,12 @@ def _otlp_exporter_class() -> type:
     class OrbitwatchSpanExporter(OTLPSpanExporter):
         def _translate_data(self, data: Any) -> Any:  # spans, or a SpooledRequest being replayed
             return encode_request(data)
+
+        def _initialize_channel_and_stub(self) -> None:
+            super()._initialize_channel_and_stub()
+            client = getattr(self, "_client", None)
+            if client is not None and not isinstance(client, _PartialSuccessStub):
+                self._client = _PartialSuccessStub(client)
 
     return OrbitwatchSpanExporter
 

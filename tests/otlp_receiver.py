@@ -8,7 +8,8 @@
 It records every ``ExportTraceServiceRequest`` with its gRPC metadata, and offers a flattened
 view (:class:`ReceivedSpan`: hex ids, resource/span attributes and events as plain Python
 values). ``fail_next(n, code)`` makes the next ``n`` calls fail with a gRPC status (e.g.
-UNAVAILABLE) to exercise the exporter's retries. Reusable by other engineers' tests.
+UNAVAILABLE) to exercise the exporter's retries; ``reject_next(n, message)`` answers the next call
+with an OTLP partial success. Reusable by other engineers' tests.
 """
 from __future__ import annotations
 
@@ -78,7 +79,12 @@ class _Service(trace_service_pb2_grpc.TraceServiceServicer):
                 context.abort(owner._fail_code, "test receiver told to fail")
             owner.requests.append((request, dict(context.invocation_metadata())))
             owner._cond.notify_all()
-        return trace_service_pb2.ExportTraceServiceResponse()
+            reject, owner._reject = owner._reject, None
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        if reject is not None:
+            response.partial_success.rejected_spans = reject[0]
+            response.partial_success.error_message = reject[1]
+        return response
 
 
 class OtlpReceiver:
@@ -90,6 +96,7 @@ class OtlpReceiver:
         self.failed_calls = 0
         self._fail_remaining = 0
         self._fail_code = grpc.StatusCode.UNAVAILABLE
+        self._reject: tuple[int, str] | None = None
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
@@ -115,6 +122,11 @@ class OtlpReceiver:
         with self._lock:
             self._fail_remaining = n
             self._fail_code = code
+
+    def reject_next(self, rejected_spans: int, message: str) -> None:
+        """Answer the next call with an OTLP partial success rejecting ``rejected_spans`` spans."""
+        with self._lock:
+            self._reject = (rejected_spans, message)
 
     def spans(self) -> list[ReceivedSpan]:
         with self._lock:

@@ -208,3 +208,18 @@ def test_disk_spool_keeps_what_a_dead_endpoint_refused_and_replays_it(monkeypatc
         assert sum(s.name == "offline_call" for s in rx.spans()) == 5  # nothing replayed twice
         assert [e.attributes["value"] for s in spans for e in s.events if e.name == "metric"] == [0.25]
         assert all(s.metadata.get("authorization") == "Bearer k-spool" for s in spans)
+
+
+def test_partial_success_rejections_are_counted_with_the_reason(receiver, unique, caplog):
+    orbitwatch.configure(endpoint=receiver.endpoint, project=f"partial-{unique}")
+    before = transport_mod.stats().get("rejected_spans", 0)
+    receiver.reject_next(1, "span too large for tenant quota")
+
+    @track
+    def work():
+        return 1
+
+    work()
+    assert orbitwatch.flush(10)
+    assert transport_mod.stats()["rejected_spans"] - before == 1
+    assert "span too large for tenant quota" in caplog.text

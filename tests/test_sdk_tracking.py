@@ -241,8 +241,14 @@ def test_update_current_span_and_trace(mem):
                                                                        "reason": "ok"}], expected_output="x")
         return "ignored"
 
+    @track
+    def other_user():
+        update_current_span(user_id="u-8")
+
     handle("q")
+    other_user()
     spans = mem()
+    assert spans["other_user"].attributes[A.USER_ID] == "u-8" and A.SESSION_ID not in spans["other_user"].attributes
     root, child = spans["chat turn"], spans["step"]
     assert root.attributes[A.SESSION_ID] == "thread-1" and child.attributes[A.SESSION_ID] == "thread-1"
     assert root.attributes[A.USER_ID] == "u-7" and child.attributes[A.USER_ID] == "u-7"
