@@ -1,8 +1,6 @@
 """The alert routes of the query API, over a real embedded ClickHouse and a real processor."""
 from __future__ import annotations
 
-import time
-
 from fastapi.testclient import TestClient
 
 from orbitwatch.api.app import create_app
