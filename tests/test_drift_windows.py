@@ -180,3 +180,46 @@ def test_config_from_yaml_per_model(tmp_path, monkeypatch) -> None:
     path.write_text("models:\n  a/b: {bins: 1}\n")
     with pytest.raises(DriftConfigError, match="a/b: bins"):
         load_config()
+
+
+def test_labels_join_their_predictions_for_classification_and_regression() -> None:
+    rng = np.random.default_rng(6)
+    p = proc(window_seconds=600, allowed_lateness_seconds=0)
+    p.handle(syn.messages(syn.references(rng, ["x"], 2000)))
+    n = 400
+    prob = rng.random(n)
+    preds = [r.Prediction(project="p", model="m", model_version="1", prediction_id=f"c{i}",
+                          timestamp=syn.ts(T0 + i), numeric_features={"x": float(rng.normal())},
+                          prediction="1" if prob[i] > 0.5 else "0", probability=float(prob[i])) for i in range(n)]
+    labels = (rng.random(n) < prob).astype(int)
+    labs = [r.Label(project="p", model="m", model_version="1", prediction_id=f"c{i}", label=str(labels[i]),
+                    timestamp=syn.ts(T0 + 700)) for i in range(0, n, 2)]  # half of them labelled, later
+    reg_model = dict(project="p", model="reg", model_version="1")
+    yhat, y = rng.normal(size=n), rng.normal(size=n)
+    reg = [r.Prediction(**reg_model, prediction_id=f"r{i}", timestamp=syn.ts(T0 + i),
+                        numeric_features={"x": float(rng.normal())}, prediction_value=float(yhat[i]))
+           for i in range(n)]
+    reg_labs = [r.Label(**reg_model, prediction_id=f"r{i}", label="", label_value=float(y[i]),
+                        timestamp=syn.ts(T0 + 700)) for i in range(n)]
+    p.handle(syn.messages(preds + reg))
+    p.handle(syn.messages(labs + reg_labs + [r.Label(project="p", model="m", model_version="1",
+                                                       prediction_id="nope", label="1", timestamp=syn.ts(T0))]))
+    out = decoded(p.handle(syn.messages(syn.predictions(rng, ["x"], 1, T0 + 650, 1.0, id_prefix="z")
+                                        + syn.predictions(rng, ["x"], 1, T0 + 650, 1.0, id_prefix="z",
+                                                          model="reg"))))
+    perf = {(x.model, x.metric): x for x in out if x.feature == "__performance__" and x.is_final}
+    sel = np.arange(0, n, 2)
+    pred_cls = (prob[sel] > 0.5).astype(int)
+    assert perf[("m", "accuracy")].value == pytest.approx(np.mean(pred_cls == labels[sel]))
+    assert perf[("m", "accuracy")].sample_size == n // 2
+    assert perf[("reg", "mae")].value == pytest.approx(np.mean(np.abs(yhat - y)))
+    assert perf[("reg", "rmse")].value == pytest.approx(np.sqrt(np.mean((yhat - y) ** 2)))
+
+
+def test_events_from_the_far_future_do_not_move_the_watermark() -> None:
+    rng = np.random.default_rng(8)
+    p = DriftProcessor(load_config(window_seconds=600), None)
+    p.handle(syn.messages(syn.references(rng, ["x"], 500)))
+    p.handle(syn.messages(syn.predictions(rng, ["x"], 1, 4_000_000_000.0, 1.0, id_prefix="bad")))  # year 2096
+    p.handle(syn.messages(syn.predictions(rng, ["x"], 50, T0, 1.0)))
+    assert sum(p.models[("", "p", "m", "1")].events.values()) == 50

@@ -38,6 +38,7 @@ class Reference:
     # categorical
     categories: list[str] = field(default_factory=list)
     created_at: str = ""
+    _index: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -101,11 +102,9 @@ class Reference:
         return codes[inv.reshape(-1)]
 
     def _cat_index(self) -> dict[str, int]:
-        idx = getattr(self, "_idx", None)
-        if idx is None:
-            idx = {c: i for i, c in enumerate(self.categories)}
-            object.__setattr__(self, "_idx", idx)
-        return idx
+        if self._index is None:
+            self._index = {c: i for i, c in enumerate(self.categories)}
+        return self._index
 
     def default_method(self, small_reference: int) -> str:
         """Evidently's defaults: KS (small ref) / normalised Wasserstein (large ref) for numeric;

@@ -76,6 +76,9 @@ class ModelDriftConfig(BaseModel):
     performance_drop: float = Field(0.1, ge=0)  # relative drop vs the first final window that flags
     positive_label: str = "1"
     max_pending_predictions: int = Field(100_000, ge=0)  # awaiting labels, per model
+    # events stamped further than this in the future (wall clock) are dropped and counted: one bad
+    # client clock must not push the watermark ahead and make everyone else's events late
+    max_future_seconds: float = Field(86_400.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> "ModelDriftConfig":

@@ -75,7 +75,7 @@ class DriftProcessor:
         refs: dict[tuple, list[r.ReferenceFeature]] = defaultdict(list)
         preds: dict[tuple, list[r.Prediction]] = defaultdict(list)
         labels: dict[tuple, list[r.Label]] = defaultdict(list)
-        order: list[tuple] = []
+        order: dict[tuple, None] = {}  # models in order of first appearance
         for m in batch:
             try:
                 rec = envelope.decode(m.value)
@@ -94,8 +94,7 @@ class DriftProcessor:
                 emits.append(self._dead_letter(m, f"drift: unexpected record type {type(rec).__name__}"))
                 continue
             bucket[key].append(rec)  # type: ignore[index]
-            if key not in order:
-                order.append(key)
+            order.setdefault(key)
         now = self._now()
         drift_rows: list[r.DriftResult] = []
         quality_rows: list[r.DataQuality] = []
@@ -276,9 +275,13 @@ class DriftProcessor:
         as missing."""
         slots = st.clock.slots_of(ts)
         ok = st.clock.accepted(slots)
+        future = ts > time.time() + st.cfg.max_future_seconds
+        if future.any():
+            DROPPED.labels("future_timestamp").inc(int(future.sum()))
+            ok &= ~future
         keep = None
         if not ok.all():
-            DROPPED.labels("late").inc(int((~ok).sum()))
+            DROPPED.labels("late").inc(int((~ok & ~future).sum()))
             keep = np.flatnonzero(ok)
             ts, slots = ts[keep], slots[keep]
         n = int(ts.size)
