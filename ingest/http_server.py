@@ -129,7 +129,7 @@ def build_app(receiver: Receiver, ready: Callable[[], Awaitable[bool]]) -> web.A
                         raise receiver.too_large(len(body))
                     body = json_to_protobuf(signal, body)
             except IngestError as exc:
-                receiver.metrics.requests.labels(signal, "http", exc.refusal.name).inc()
+                receiver.refused(signal, "http", exc)
                 return _error(exc, JSON if ctype == JSON else PROTOBUF)
             try:
                 split = await receiver.export(signal, body, headers, "http", principal=principal)

@@ -106,13 +106,16 @@ class Receiver:
         try:
             split = await self._export(signal, body, headers, principal)
         except IngestError as exc:
-            m.requests.labels(signal, transport, exc.refusal.name).inc()
-            log.info("export refused", extra={"signal": signal, "transport": transport,
-                                              "code": exc.refusal.grpc, "http_status": exc.refusal.http,
-                                              "reason": exc.message})
+            self.refused(signal, transport, exc)
             raise
         m.requests.labels(signal, transport, "OK").inc()
         return split
+
+    def refused(self, signal: str, transport: str, exc: IngestError) -> None:
+        """Count and log a refusal (one structured line, no traceback: it is the client's problem)."""
+        self.metrics.requests.labels(signal, transport, exc.refusal.name).inc()
+        log.info("export refused", extra={"signal": signal, "transport": transport, "code": exc.refusal.grpc,
+                                          "http_status": exc.refusal.http, "reason": exc.message})
 
     async def _export(self, signal: str, body: bytes, headers: Mapping[str, str], principal) -> Split:
         m = self.metrics

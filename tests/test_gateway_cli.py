@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -43,6 +44,11 @@ def test_cli_gateway_serves_and_stops_on_sigterm(kafka, unique, tmp_path):
             assert time.monotonic() < deadline, "gateway did not become ready"
             time.sleep(0.2)
         spans = make_spans(f"127.0.0.1:{grpc_port}", {"authorization": "Bearer cli-key-123456"}, 1, 2)
+        req = urllib.request.Request(f"http://127.0.0.1:{http_port}/v1/traces", data=b"x", method="POST",
+                                     headers={"content-type": "application/x-protobuf", "x-api-key": "wrong-key-1"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=5)
+        assert e.value.code == 401
         got = asyncio.run(consume(kafka.bootstrap, f"t{unique}.otlp.traces", 1))
         assert got[0].key == format(spans[0].context.trace_id, "032x").encode()
         assert dict(got[0].headers)["orbitwatch-tenant"] == b"cli-tenant"
@@ -53,6 +59,8 @@ def test_cli_gateway_serves_and_stops_on_sigterm(kafka, unique, tmp_path):
     assert "OTLP/gRPC 127.0.0.1:" in out
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(rec["msg"] == "gateway stopped" for rec in logs)
+    refused = [rec for rec in logs if rec["msg"] == "export refused"]
+    assert refused and refused[0]["code"] == "UNAUTHENTICATED" and refused[0]["reason"] == "unknown API key"
     assert "Traceback" not in err
 
 
