@@ -39,6 +39,7 @@ class Reference:
     categories: list[str] = field(default_factory=list)
     created_at: str = ""
     _index: dict[str, int] | None = field(default=None, repr=False, compare=False)
+    _dict: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # to_dict cache
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -115,6 +116,12 @@ class Reference:
 
     # -- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; cached, since a reference never changes once built (snapshots are frequent)."""
+        if self._dict is None:
+            self._dict = self._to_dict()
+        return self._dict
+
+    def _to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "n": self.n, "counts": self.counts.tolist(),
                              "n_unique": self.n_unique, "created_at": self.created_at}
         if self.kind == "numeric":

@@ -98,6 +98,12 @@ class ModelDriftConfig(BaseModel):
     def slide(self) -> float:
         return self.slide_seconds or self.window_seconds
 
+    @property
+    def slot_raw_cap(self) -> int:
+        """Raw values one slot keeps for exact KS: exact_max_values / slots per window, so a window
+        whose slots all stayed under it is exact and raw memory stays ~exact_max_values per feature."""
+        return -(-self.exact_max_values // round(self.window_seconds / self.slide))
+
     def method_for(self, feature: str) -> str:
         fc = self.features.get(feature)
         return fc.method if fc is not None and fc.method != "auto" else self.method

@@ -32,6 +32,7 @@ from orbitwatch.processors.drift.state import PREDICTION, PROB_BINS, FeatureStat
 from orbitwatch.processors.drift.windows import Clock
 from orbitwatch.schemas import envelope
 from orbitwatch.schemas import records as r
+from orbitwatch.schemas.attributes import TENANT_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +451,9 @@ class DriftProcessor:
         if not drift and not quality:
             return []
         emits = [Emit(topic=OUTPUT_TOPIC, value=envelope.encode(x),
-                      key=f"{x.project}/{x.model}/{x.model_version}".encode()) for x in (*drift, *quality)]
+                      key=f"{x.project}/{x.model}/{x.model_version}".encode(),
+                      headers={TENANT_HEADER: x.tenant.encode()} if x.tenant else {})
+                 for x in (*drift, *quality)]
         for table, rows in (("drift_results", drift), ("data_quality", quality)):
             for x in rows:
                 ROWS.labels(table, str(x.is_final).lower()).inc()

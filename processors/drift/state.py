@@ -5,13 +5,14 @@ reference_exact_max=5000) and S live slots (S = window/slide + lateness/slide + 
 
 * reference: (bins+3) int64 counts + 19 edges + either the raw values (<= 5000 x 8 B = 40 KB) or
   a KLL sketch (~5 KB at k=200, whatever the reference size);
-* each live slot: (bins+3) x 8 B counts + raw values while the slot holds <= 2000 (<= 16 KB),
-  then a KLL sketch instead (<= ~5 KB; KLL size grows only with log(n));
+* each live slot: (bins+3) x 8 B counts + raw values while the slot holds <= 2000 / (window/slide)
+  (so <= 16 KB of raw values per window's worth of slots), then a KLL sketch instead (<= ~5 KB;
+  KLL size grows only with log(n));
 * categorical features: (max_categories+1) x 8 B counts per slot and <= 50 unseen names.
 
-So a tumbling window costs ~ 50 KB per numeric feature at most and a 1 h / 5 min sliding window
-with 1 min lateness ~ 13 x 21 KB ~ 280 KB at most (~ 70 KB once windows are large and held by
-sketches). The snapshot of one feature (one key) stays well under 500 KB.
+So a tumbling window costs ~ 60 KB per numeric feature at most and a 1 h / 5 min sliding window
+with 1 min lateness ~ 13 x 5 KB sketches + 16 KB raw + 40 KB reference ~ 120 KB at most. The
+snapshot of one feature (one key, base64 in JSON: x 4/3) stays well under 500 KB.
 """
 from __future__ import annotations
 
@@ -141,7 +142,7 @@ class FeatureState:
             slot.counts += counts[i]
             if self.numeric:
                 if vals.size:
-                    slot.add_numeric(vals, cfg.exact_max_values, cfg.sketch_k)
+                    slot.add_numeric(vals, cfg.slot_raw_cap, cfg.sketch_k)
             else:
                 slot.n += int(vals.size)
                 if len(slot.unseen) < UNSEEN_NAMES_PER_SLOT:
