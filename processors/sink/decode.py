@@ -81,15 +81,20 @@ def any_to_str(v: Any) -> str:
 
 
 def attrs_to_dict(kvs: Any) -> dict[str, str]:
-    """KeyValue list → {key: str}. Inlined string/int cases: they are >90% of attributes."""
+    """KeyValue list → {key: str}. A non-empty ``string_value`` is read first without ``WhichOneof``:
+    strings are most attributes, and this is the hottest loop of the sink."""
     d: dict[str, str] = {}
     for kv in kvs:
         v = kv.value
+        sv = v.string_value
+        if sv:
+            d[kv.key] = sv
+            continue
         which = v.WhichOneof("value")
-        if which == "string_value":
-            d[kv.key] = v.string_value
-        elif which == "int_value":
+        if which == "int_value":
             d[kv.key] = str(v.int_value)
+        elif which == "string_value":
+            d[kv.key] = ""
         else:
             d[kv.key] = any_to_str(v)
     return d
@@ -226,6 +231,10 @@ def decode_metrics(data: bytes, tenant: str, out: dict[str, Columns]) -> tuple[i
     return stored, skipped
 
 
+# shared by every row without events/links/tags; never mutated (rows that have some get their own lists)
+_EMPTY: list[Any] = []
+
+
 class TraceStats:
     __slots__ = ("spans", "records", "unpriced", "llm_rows")
 
@@ -255,13 +264,18 @@ def decode_traces(data: bytes, tenant: str, header_project: str, default_project
      c_type, c_model, c_provider, c_in, c_out, c_tin, c_tout, c_cost, c_sess, c_user, c_tags) = spans.data
     kinds = SPAN_KINDS
     codes = STATUS_CODES
+    empty = _EMPTY
+    llm_rows = stats.llm_rows
     for rs in req.resource_spans:
         res = attrs_to_dict(rs.resource.attributes)
         svc = res.get("service.name", "")
         res_project = header_project or res.get("orbitwatch.project") or svc or default_project
         for ss in rs.scope_spans:
             scope = ss.scope
-            sname, sver = scope.name, scope.version
+            first = len(c_ts)
+            with_events: list[tuple[int, Any]] = []
+            with_links: list[tuple[int, Any]] = []
+            llm_found: list[tuple[int, Any]] = []
             for s in ss.spans:
                 attrs = attrs_to_dict(s.attributes)
                 kind = attrs.get("orbitwatch.kind")
@@ -270,6 +284,7 @@ def decode_traces(data: bytes, tenant: str, header_project: str, default_project
                     on_record(kind, s, attrs, res, project)
                     stats.records += 1
                     continue
+                row = len(c_ts)
                 start = s.start_time_unix_nano
                 end = s.end_time_unix_nano
                 c_ts.append(start)
@@ -280,76 +295,64 @@ def decode_traces(data: bytes, tenant: str, header_project: str, default_project
                 c_name.append(s.name)
                 k = s.kind
                 c_kind.append(kinds[k] if 0 <= k < 6 else "SPAN_KIND_UNSPECIFIED")
-                c_svc.append(svc)
-                c_res.append(res)
-                c_scope.append(sname)
-                c_scopev.append(sver)
                 c_attrs.append(attrs)
                 c_dur.append(end - start if end > start else 0)
                 st = s.status
                 code = st.code
                 c_status.append(codes[code] if 0 <= code < 3 else "STATUS_CODE_UNSET")
                 c_smsg.append(st.message)
-                evs = s.events
-                ev_list = None
-                if evs:
-                    ev_ts, ev_names, ev_attrs = [], [], []
-                    for e in evs:
-                        ev_ts.append(e.time_unix_nano)
-                        ev_names.append(e.name)
-                        ev_attrs.append(attrs_to_dict(e.attributes))
-                    c_ev_ts.append(ev_ts)
-                    c_ev_name.append(ev_names)
-                    c_ev_attrs.append(ev_attrs)
-                    ev_list = list(zip(ev_names, ev_attrs))
-                else:
-                    c_ev_ts.append([])
-                    c_ev_name.append([])
-                    c_ev_attrs.append([])
-                links = s.links
-                if links:
-                    c_l_tid.append([lk.trace_id.hex() for lk in links])
-                    c_l_sid.append([lk.span_id.hex() for lk in links])
-                    c_l_ts.append([lk.trace_state for lk in links])
-                    c_l_attrs.append([attrs_to_dict(lk.attributes) for lk in links])
-                else:
-                    c_l_tid.append([])
-                    c_l_sid.append([])
-                    c_l_ts.append([])
-                    c_l_attrs.append([])
-                c_tenant.append(tenant)
                 c_project.append(project)
-                llm = normalise(attrs, prices, ev_list)
-                if llm is None:
-                    c_type.append("general")
-                    c_model.append("")
-                    c_provider.append("")
-                    c_in.append("")
-                    c_out.append("")
-                    c_tin.append(0)
-                    c_tout.append(0)
-                    c_cost.append(0.0)
-                    c_sess.append("")
-                    c_user.append("")
-                    c_tags.append([])
-                else:
-                    c_type.append(llm.span_type)
-                    c_model.append(llm.model)
-                    c_provider.append(llm.provider)
-                    c_in.append(llm.input)
-                    c_out.append(llm.output)
-                    c_tin.append(min(llm.input_tokens, 0xFFFFFFFF))
-                    c_tout.append(min(llm.output_tokens, 0xFFFFFFFF))
-                    c_cost.append(llm.cost)
-                    c_sess.append(llm.session_id)
-                    c_user.append(llm.user_id)
-                    c_tags.append(llm.tags)
-                    if not llm.priced:
-                        stats.unpriced += 1
-                    if llm.span_type == "llm" or llm.span_type == "retriever":
-                        stats.llm_rows.append(len(c_ts) - 1)
-                    elif "orbitwatch.context" in attrs:
-                        stats.llm_rows.append(len(c_ts) - 1)
+                ev_list = None
+                if s.events:
+                    ev_list = [(e.time_unix_nano, e.name, attrs_to_dict(e.attributes)) for e in s.events]
+                    with_events.append((row, ev_list))
+                if s.links:
+                    with_links.append((row, s.links))
+                llm = normalise(attrs, prices, [(n, a) for _, n, a in ev_list] if ev_list else None)
+                if llm is not None:
+                    llm_found.append((row, llm))
+                    if llm.span_type == "llm" or llm.span_type == "retriever" or "orbitwatch.context" in attrs:
+                        llm_rows.append(row)
                 if "orbitwatch.feedback_scores" in attrs:
                     on_record("feedback_scores", s, attrs, res, project)
-                stats.spans += 1
+            n = len(c_ts) - first
+            if not n:
+                continue
+            stats.spans += n
+            # columns that are constant per resource/scope, and defaults, in bulk (C-level list ops)
+            c_svc.extend([svc] * n)
+            c_res.extend([res] * n)
+            c_scope.extend([scope.name] * n)
+            c_scopev.extend([scope.version] * n)
+            c_tenant.extend([tenant] * n)
+            for col in (c_ev_ts, c_ev_name, c_ev_attrs, c_l_tid, c_l_sid, c_l_ts, c_l_attrs, c_tags):
+                col.extend([empty] * n)
+            c_type.extend(["general"] * n)
+            for col in (c_model, c_provider, c_in, c_out, c_sess, c_user):
+                col.extend([""] * n)
+            c_tin.extend([0] * n)
+            c_tout.extend([0] * n)
+            c_cost.extend([0.0] * n)
+            for row, evs in with_events:
+                c_ev_ts[row] = [e[0] for e in evs]
+                c_ev_name[row] = [e[1] for e in evs]
+                c_ev_attrs[row] = [e[2] for e in evs]
+            for row, links in with_links:
+                c_l_tid[row] = [lk.trace_id.hex() for lk in links]
+                c_l_sid[row] = [lk.span_id.hex() for lk in links]
+                c_l_ts[row] = [lk.trace_state for lk in links]
+                c_l_attrs[row] = [attrs_to_dict(lk.attributes) for lk in links]
+            for row, llm in llm_found:
+                c_type[row] = llm.span_type
+                c_model[row] = llm.model
+                c_provider[row] = llm.provider
+                c_in[row] = llm.input
+                c_out[row] = llm.output
+                c_tin[row] = min(llm.input_tokens, 0xFFFFFFFF)
+                c_tout[row] = min(llm.output_tokens, 0xFFFFFFFF)
+                c_cost[row] = llm.cost
+                c_sess[row] = llm.session_id
+                c_user[row] = llm.user_id
+                c_tags[row] = llm.tags
+                if not llm.priced:
+                    stats.unpriced += 1

@@ -51,6 +51,11 @@ _MARKERS = ("orbitwatch.span.type", "openinference.span.kind", "gen_ai.operation
             "gen_ai.provider.name", "gen_ai.request.model", "llm.model_name", "input.value",
             "orbitwatch.input", "orbitwatch.output", "orbitwatch.context")
 
+_MARKER_SET = frozenset(_MARKERS)
+# any key that can change an LLM column; a span with none of them gets the defaults
+_RELEVANT = _MARKER_SET | {"orbitwatch.session.id", "session.id", "gen_ai.conversation.id", "orbitwatch.user.id",
+                           "user.id", "enduser.id", "orbitwatch.tags", "tag.tags", "orbitwatch.cost"}
+
 
 def _int(v: str | None) -> int:
     if not v:
@@ -149,14 +154,13 @@ _COMPLETION_EVENTS = ("gen_ai.content.completion", "gen_ai.choice")
 def normalise(attrs: dict[str, str], prices: PriceTable,
               events: list[tuple[str, dict[str, str]]] | None = None) -> LLMFields | None:
     """The LLM columns of one span, or ``None`` for a span with no LLM/session semantics at all."""
+    if _RELEVANT.isdisjoint(attrs):  # the hot path: one C-level pass over the keys
+        return None
     get = attrs.get
     session = get("orbitwatch.session.id") or get("session.id") or get("gen_ai.conversation.id") or ""
     user = get("orbitwatch.user.id") or get("user.id") or get("enduser.id") or ""
     tags_raw = get("orbitwatch.tags") or get("tag.tags")
-    for m in _MARKERS:
-        if m in attrs:
-            break
-    else:
+    if _MARKER_SET.isdisjoint(attrs):
         if not (session or user or tags_raw or get("orbitwatch.cost")):
             return None
         return LLMFields("general", "", "", "", "", 0, 0, _float(get("orbitwatch.cost")), session, user,
