@@ -263,7 +263,7 @@ class _Options:
             except Exception:  # noqa: BLE001
                 inp = {"args": list(args), **kwargs}
         else:
-            inp = dict(zip(self.names, args))
+            inp = dict(zip(self.names, args, strict=False))
             if kwargs:
                 inp.update(kwargs)
         if self.skip is not None:

@@ -76,7 +76,8 @@ def test_experiment_monitoring_and_feedback_land_in_their_tables(storage, tmp_pa
     pred = storage.query_dicts("SELECT * FROM predictions FINAL WHERE model = 'churn'")[0]
     assert pred["numeric_features"] == {"age": 30.0} and pred["categorical_features"] == {"city": "Paris"}
     assert list(pred["missing_features"]) == ["x"] and pred["label"] == "no" and pred["probability"] == 0.9
-    refs = {r["feature"]: r for r in storage.query_dicts("SELECT * FROM reference_features FINAL WHERE model = 'churn'")}
+    refs = {r["feature"]: r
+            for r in storage.query_dicts("SELECT * FROM reference_features FINAL WHERE model = 'churn'")}
     assert len(refs["age"]["numeric_values"]) == n and list(refs["city"]["categorical_values"]) == ["a", "b"] * 3
 
     scores = {s["name"]: s for s in storage.query_dicts("SELECT * FROM eval_scores FINAL")}
