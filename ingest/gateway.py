@@ -8,7 +8,7 @@ Usable from any running asyncio loop (the CLI, the embedded all-in-one mode, tes
     await gw.stop(grace=10)
 
 ``stop`` is the graceful shutdown: both listeners stop accepting, in-flight requests get ``grace``
-seconds to finish (each still answers only after its records are acknowledged), then the publisher
+seconds (gRPC; HTTP handlers get up to 10 s) to finish (each still answers only after its records are acknowledged), then the publisher
 flushes. Port 0 picks a free port; the bound ports are in ``grpc_port`` / ``http_port`` after start.
 """
 from __future__ import annotations
@@ -114,7 +114,7 @@ class Gateway:
 
     async def _serve(self, app: web.Application, port: int, ssl_ctx: ssl.SSLContext | None) -> int:
         # auto_decompress off: http_server inflates gzip itself, bounded by max_message_bytes
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, auto_decompress=False)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0, auto_decompress=False)
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, self.host, port, ssl_context=ssl_ctx)

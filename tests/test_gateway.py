@@ -288,16 +288,28 @@ async def test_metrics_and_logs_are_keyed_by_service(kafka, unique):
             async with s.post(f"http://127.0.0.1:{gw.http_port}/v1/logs", data=logs.SerializeToString(),
                               headers={"content-type": "application/x-protobuf"}) as r:
                 assert r.status == 200
+            doc = {"resourceLogs": [{"resource": {"attributes": [{"key": "service.name",
+                                                                  "value": {"stringValue": "d"}}]},
+                                     "scopeLogs": [{"logRecords": [{"body": {"stringValue": "json log"},
+                                                                    "traceId": "0af7651916cd43dd8448eb211c80319c",
+                                                                    "spanId": "b7ad6b7169203331"}]}]}]}
+            async with s.post(f"http://127.0.0.1:{gw.http_port}/v1/logs", json=doc) as r:
+                assert r.status == 200 and await r.json() == {}
         got_m = await consume(kafka.bootstrap, prefix + "otlp.metrics", 2)
         assert sorted(r.key for r in got_m) == [b"a", b"b"]
         assert all(dict(r.headers)[TENANT_HEADER] == b"default" for r in got_m)
-        got_l = await consume(kafka.bootstrap, prefix + "otlp.logs", 1)
+        got_l = await consume(kafka.bootstrap, prefix + "otlp.logs", 2)
+        by_key = {r.key: r for r in got_l}
+        lr = ExportLogsServiceRequest.FromString(by_key[b"d"].value).resource_logs[0].scope_logs[0].log_records[0]
+        assert (lr.body.string_value, lr.trace_id.hex(), lr.span_id.hex()) == (
+            "json log", "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+        got_l = [by_key[b"c"]]
         assert got_l[0].key == b"c"
         assert [r.body.string_value for r in ExportLogsServiceRequest.FromString(got_l[0].value)
                 .resource_logs[0].scope_logs[0].log_records] == ["hello"]
         m = await scrape(gw)
         assert m[("orbitwatch_gateway_items_accepted_total", (("signal", "metrics"),))] == 6
-        assert m[("orbitwatch_gateway_items_accepted_total", (("signal", "logs"),))] == 1
+        assert m[("orbitwatch_gateway_items_accepted_total", (("signal", "logs"),))] == 2
         assert m[("orbitwatch_gateway_items_rejected_total", (("reason", "invalid_trace_id"), ("signal", "logs")))] == 1
     finally:
         await gw.stop(1)
