@@ -200,7 +200,8 @@ def test_disk_spool_keeps_what_a_dead_endpoint_refused_and_replays_it(monkeypatc
     # The endpoint comes back: the spool empties into it, oldest first, nothing twice.
     with OtlpReceiver(port=port) as rx:
         spans = rx.wait_for(lambda ss: sum(s.name == "offline_call" for s in ss) == 5
-                            and any(s.attributes.get(A.EXPERIMENT_STATUS) == "finished" for s in ss), timeout=20)
+                            and any(s.attributes.get(A.EXPERIMENT_STATUS) == "finished" for s in ss)
+                            and any(e.name == "metric" for s in ss for e in s.events), timeout=20)
         deadline = time.monotonic() + 5
         while list((tmp_path / "spool").rglob("*.otlp*")) and time.monotonic() < deadline:
             time.sleep(0.1)
