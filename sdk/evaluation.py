@@ -70,6 +70,15 @@ class _StorageBackend:
     def compare(self, run_ids: list[str]) -> dict[str, Any]:
         return self._wrap(self.store.compare_runs, self.tenant, run_ids)
 
+    def list_datasets(self, project: str | None) -> list[dict[str, Any]]:
+        return self.store.list_datasets(self.tenant, project)
+
+    def versions(self, project: str, name: str) -> list[dict[str, Any]]:
+        return self._wrap(self.store.versions, self.tenant, project, name)
+
+    def runs(self, project: str | None, dataset: str = "", limit: int = 50) -> list[dict[str, Any]]:
+        return self.store.runs(self.tenant, project=project, dataset=dataset, limit=limit)
+
     @staticmethod
     def _wrap(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         from orbitwatch.processors.evals.store import InvalidError, NotFoundError
@@ -137,6 +146,15 @@ class _HttpBackend:
 
     def compare(self, run_ids: list[str]) -> dict[str, Any]:
         return self._req("GET", "/eval-runs/compare", run_ids=",".join(run_ids))
+
+    def list_datasets(self, project: str | None) -> list[dict[str, Any]]:
+        return self._req("GET", "/datasets", project=project)["items"]
+
+    def versions(self, project: str, name: str) -> list[dict[str, Any]]:
+        return self.get(project, name)["versions"]
+
+    def runs(self, project: str | None, dataset: str = "", limit: int = 50) -> list[dict[str, Any]]:
+        return self._req("GET", "/eval-runs", project=project, dataset=dataset or None, limit=limit)["items"]
 
 
 def _backend(storage: Any = None, api_url: str | None = None, api_key: str | None = None) -> Any:

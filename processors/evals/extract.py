@@ -43,6 +43,8 @@ def _leaves(obj: Any, out: list[str], depth: int = 0) -> None:
     if isinstance(obj, str):
         if obj.strip():
             out.append(obj)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out.append(str(obj))
     elif isinstance(obj, dict):
         for v in obj.values():
             _leaves(v, out, depth + 1)

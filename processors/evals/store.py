@@ -38,7 +38,8 @@ def _now() -> datetime:
 
 
 def _json(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True)
+    """Always JSON (a string too), so "4" and 4 come back as what was stored."""
+    return json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def _unjson(s: str) -> Any:
