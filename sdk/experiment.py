@@ -297,6 +297,75 @@ class Experiment:
         return {"name": model_name, "uri": stored.uri, "size": stored.size, "sha256": stored.sha256,
                 "files": stored.files}
 
+    # -- other Comet log_* methods, stored as files in the artifact store ---------------------------
+    def _json_asset(self, name: str, obj: Any) -> dict[str, Any] | None:
+        return self.log_asset(dumps(obj).encode(), file_name=name)
+
+    def log_text(self, text: str, step: int | None = None, metadata: Mapping[str, Any] | None = None
+                 ) -> dict[str, Any] | None:
+        return self._json_asset(f"text/{step if step is not None else self._step}-{uuid.uuid4().hex[:8]}.json",
+                                {"text": str(text), "step": step, "metadata": dict(metadata or {})})
+
+    def log_html(self, html: str, clear: bool = False) -> dict[str, Any] | None:
+        return self.log_asset(str(html).encode(), file_name=f"html/{uuid.uuid4().hex[:8]}.html")
+
+    def log_curve(self, name: str, x: Iterable[float], y: Iterable[float], overwrite: bool = False,
+                  step: int | None = None) -> dict[str, Any] | None:
+        return self._json_asset(f"curves/{name}.json", {"name": name, "x": list(x), "y": list(y), "step": step})
+
+    def log_confusion_matrix(self, y_true: Any = None, y_predicted: Any = None, matrix: Any = None,
+                             labels: Any = None, title: str = "Confusion Matrix", file_name: str | None = None,
+                             step: int | None = None, **kwargs: Any) -> dict[str, Any] | None:
+        if matrix is None and y_true is not None and y_predicted is not None:
+            truth, pred = list(y_true), list(y_predicted)
+            labels = list(labels) if labels is not None else sorted({*truth, *pred}, key=str)
+            index = {v: i for i, v in enumerate(labels)}
+            matrix = [[0] * len(labels) for _ in labels]
+            for t, p_ in zip(truth, pred, strict=True):
+                matrix[index[t]][index[p_]] += 1
+        step_ = step if step is not None else self._step
+        return self._json_asset(file_name or f"confusion-matrix/{title}-{step_}.json",
+                                {"title": title, "labels": labels, "matrix": matrix, "step": step})
+
+    def log_table(self, filename: str, tabular_data: Any = None, headers: Any = False, **kwargs: Any
+                  ) -> dict[str, Any] | None:
+        if tabular_data is None:
+            return self.log_asset(filename)
+        to_csv = getattr(tabular_data, "to_csv", None)
+        if callable(to_csv):
+            return self.log_asset(to_csv(index=False).encode(), file_name=filename)
+        import csv
+        import io
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        if headers and headers is not True:
+            writer.writerow(headers)
+        writer.writerows(tabular_data)
+        return self.log_asset(buf.getvalue().encode(), file_name=filename)
+
+    def log_image(self, image_data: Any, name: str | None = None, overwrite: bool = False,
+                  image_format: str = "png", step: int | None = None, **kwargs: Any) -> dict[str, Any] | None:
+        if hasattr(image_data, "save") and not isinstance(image_data, (str, os.PathLike)):  # PIL image
+            import io
+            buf = io.BytesIO()
+            image_data.save(buf, format=image_format.upper())
+            image_data = buf.getvalue()
+        if name is None and not isinstance(image_data, (str, os.PathLike)):
+            name = f"image-{uuid.uuid4().hex[:8]}.{image_format}"
+        return self.log_asset(image_data, file_name=f"images/{name or Path(str(image_data)).name}")
+
+    def log_system_info(self, key: str, value: Any) -> None:
+        self.log_other(f"system.{key}", value)
+
+    def __getattr__(self, name: str) -> Any:
+        """Comet methods we do not implement warn once and do nothing, so migrated code keeps running."""
+        if name.startswith(("log_", "set_")) and not name.startswith("__"):
+            def unsupported(*args: Any, **kwargs: Any) -> None:
+                _transport_mod.STATS.add("unsupported_calls", 1, f"Experiment.{name}() is not supported by "
+                                                                 f"orbitwatch; the call was ignored")
+            return unsupported
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     # -- lifecycle ------------------------------------------------------------------------------
     def end(self) -> None:
         """Mark finished, send everything buffered and wait (bounded) for it to be exported."""

@@ -244,3 +244,23 @@ def test_forked_child_does_not_end_or_resend_the_parents_experiment(mem):
     assert exp in experiment_mod._running
     exp.end()
     assert [e.attributes["name"] for e in events(mem, exp.id, "metric")] == ["before-fork"]
+
+
+def test_other_comet_log_methods_become_assets_and_unknown_ones_never_break(mem, caplog):
+    exp = Experiment()
+    exp.log_text("hello", step=2)
+    exp.log_curve("roc", [0, 1], [0, 1])
+    exp.log_confusion_matrix(y_true=["a", "b", "a"], y_predicted=["a", "a", "a"], title="cm", step=1)
+    exp.log_table("table.csv", [[1, 2], [3, 4]], headers=["x", "y"])
+    exp.log_image(b"\x89PNG...", name="img.png")
+    exp.log_histogram_3d([1, 2, 3], name="weights")  # not implemented: ignored with one warning
+    exp.end()
+    names = {e.attributes["name"]: e.attributes for e in events(mem, exp.id, "asset")}
+    assert {"curves/roc.json", "confusion-matrix/cm-1.json", "table.csv", "images/img.png"} <= set(names)
+    cm = json.loads(Path(urlsplit(names["confusion-matrix/cm-1.json"]["uri"]).path).read_text())
+    assert cm["labels"] == ["a", "b"] and cm["matrix"] == [[2, 0], [1, 0]]
+    assert Path(urlsplit(names["table.csv"]["uri"]).path).read_text().splitlines() == ["x,y", "1,2", "3,4"]
+    assert any(n.startswith("text/2-") for n in names)
+    assert "log_histogram_3d() is not supported" in caplog.text
+    with pytest.raises(AttributeError):
+        getattr(exp, "no_such_thing")  # noqa: B009

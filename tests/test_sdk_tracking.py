@@ -357,3 +357,17 @@ def test_decorator_forms_and_metadata_preserved(mem):
     assert spans["b"].attributes[A.PROJECT] == "other-project"
     assert spans["named"].attributes[A.PROJECT] == "other-project"  # nested spans stay in the trace's project
     assert spans["b"].resource.attributes["service.name"] == "other-project"
+
+
+def test_opik_context_module_alias(mem):
+    from orbitwatch import opik_context
+
+    @track
+    def f():
+        opik_context.update_current_span(metadata={"via": "opik_context"})
+        return opik_context.get_current_trace_id()
+
+    trace_id = f()
+    s = mem()["f"]
+    assert json.loads(s.attributes[A.METADATA]) == {"via": "opik_context"}
+    assert trace_id == format(s.context.trace_id, "032x")
