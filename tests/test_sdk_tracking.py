@@ -371,3 +371,15 @@ def test_opik_context_module_alias(mem):
     s = mem()["f"]
     assert json.loads(s.attributes[A.METADATA]) == {"via": "opik_context"}
     assert trace_id == format(s.context.trace_id, "032x")
+
+
+async def test_async_generator_closed_early_ends_span(mem):
+    @track
+    async def tokens():
+        for t in ("a", "b", "c"):
+            yield t
+
+    agen = tokens()
+    assert await agen.__anext__() == "a"
+    await agen.aclose()
+    assert json.loads(mem()["tokens"].attributes[A.OUTPUT]) == "a"
