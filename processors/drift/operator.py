@@ -26,7 +26,7 @@ import numpy as np
 from prometheus_client import Counter
 
 from orbitwatch.processors.base import Emit, Message, RetryableError
-from orbitwatch.processors.drift.config import DriftConfig, load_config
+from orbitwatch.processors.drift.config import DriftConfig
 from orbitwatch.processors.drift.results import window_records
 from orbitwatch.processors.drift.state import PREDICTION, PROB_BINS, FeatureState, ModelState, PerfSlot
 from orbitwatch.processors.drift.windows import Clock

@@ -68,7 +68,8 @@ class FeatureState:
         if digest in entry["digests"]:
             return False
         entry["digests"].append(digest)
-        entry["parts"].append(values)
+        # numeric parts as float64 arrays: 8 B per value instead of a Python float object each
+        entry["parts"].append(np.asarray(values, np.float64) if self.numeric else list(values))
         self.ref_stale = True
         return True
 
@@ -78,12 +79,12 @@ class FeatureState:
         growing after predictions started restarts that feature's open windows)."""
         created_at = max(self.chunks)
         parts = self.chunks[created_at]["parts"]
-        values: list[Any] = [v for p in parts for v in p]
         if self.numeric:
-            ref = Reference.numeric(np.asarray(values, np.float64), cfg.bins, cfg.reference_exact_max,
-                                    cfg.sketch_k, created_at)
+            values = np.concatenate([np.asarray(p, np.float64) for p in parts]) if parts else np.zeros(0)
+            ref = Reference.numeric(values, cfg.bins, cfg.reference_exact_max, cfg.sketch_k, created_at)
         else:
-            ref = Reference.categorical(np.asarray(values, dtype=object), cfg.max_categories, created_at)
+            ref = Reference.categorical(np.asarray([v for p in parts for v in p], dtype=object),
+                                        cfg.max_categories, created_at)
         had_data = bool(self.slots)
         self.ref, self.ref_source, self.ref_stale = ref, "explicit", False
         self.collecting, self.collected = [], 0
@@ -176,7 +177,10 @@ class FeatureState:
             vals = np.concatenate(self.collecting)
             d["collecting"] = sk.array_to_b64(vals) if self.numeric else [str(x) for x in vals]
         if self.chunks and (self.ref is None or self.ref_stale):
-            d["chunks"] = self.chunks  # only while a reference is still being assembled
+            # only while a reference is still being assembled (normally never: built in the same batch)
+            d["chunks"] = {c: {"digests": e["digests"], "parts": [list(map(float, p)) if self.numeric else p
+                                                                  for p in e["parts"]]}
+                           for c, e in self.chunks.items()}
         return d
 
     @classmethod
