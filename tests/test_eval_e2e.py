@@ -82,6 +82,16 @@ async def test_rag_trace_with_track_gets_online_scores(kafka, unique, storage, t
             return {r["trace_id"]: r for r in rows} if len(rows) == 2 else None
 
         got = await _until(scores, timeout=90)
+
+        # offline evaluate() traces every task call: its trace reaches `spans` and carries the offline score
+        result = await asyncio.get_running_loop().run_in_executor(None, lambda: orbitwatch.evaluate(
+            [{"input": {"question": QUESTION}, "context": DOCS}], lambda item: ANSWERS["grounded"],
+            ["hallucination"], "e2e-offline", project="rag", storage=storage))
+        offline_trace = result.items[0].trace_id
+        assert len(offline_trace) == 32
+        assert await asyncio.get_running_loop().run_in_executor(None, orbitwatch.flush, 10.0)
+        await _until(lambda: storage.scalar("SELECT count() FROM spans FINAL WHERE trace_id = {t:String}",
+                                            {"t": offline_trace}), timeout=60)
         emitted = []
         deadline = time.monotonic() + 20
         while len(emitted) < 6 and time.monotonic() < deadline:
@@ -97,5 +107,8 @@ async def test_rag_trace_with_track_gets_online_scores(kafka, unique, storage, t
     assert (good["source"], good["tenant"], good["project"]) == ("online", "acme", "rag")
     ctx = storage.query_dicts("SELECT trace_id, value FROM eval_scores FINAL WHERE name = 'context_precision'")
     assert {r["trace_id"] for r in ctx} == set(traces.values())
+    offline = storage.query_dicts("SELECT entity_type, value, source, rule FROM eval_scores FINAL "
+                                  "WHERE trace_id = {t:String}", {"t": offline_trace})
+    assert offline == [{"entity_type": "trace", "value": 0.0, "source": "offline", "rule": "e2e-offline"}]
     names = {(s.trace_id, s.name) for s in emitted}
     assert (traces["invented"], "hallucination") in names and (traces["grounded"], "answer_relevance") in names

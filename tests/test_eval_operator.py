@@ -194,3 +194,11 @@ def test_build_from_environment(monkeypatch, tmp_path, storage):
     monkeypatch.setenv("ORBITWATCH_EVAL_RULES", str(rules))
     with pytest.raises(RulesError, match="unknown metric 'nonsense'"):
         build(None, storage)
+
+
+def test_registry_builds_the_eval_processor(storage):
+    from orbitwatch.config import load_settings
+    from orbitwatch.processors.base import Processor
+    from orbitwatch.processors.registry import build_processors
+    (proc,) = build_processors(load_settings(project="p"), storage, {"evals"})
+    assert isinstance(proc, Processor) and proc.name == "evals" and proc.topics == ("orbitwatch.llm_spans",)
