@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "ORBITWATCH_"
 # CLI flag of each setting (where it is not simply --field-name).
@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    data_dir: Path = Path("~/.orbitwatch")
+    data_dir: Path = Field(default=Path("~/.orbitwatch"), validate_default=True)
     clickhouse_url: str = ""  # empty: chdb://<data_dir>/clickhouse
     kafka_bootstrap: str = "127.0.0.1:9092"
     endpoint: str = "http://127.0.0.1:4317"
