@@ -13,7 +13,7 @@ from orbitwatch.schemas import envelope
 from orbitwatch.schemas.records import EvalScore, SpanRow
 from tests.openai_stub import OpenAIStub
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime.now(timezone.utc).replace(microsecond=0)  # recent: `spans` has a TTL
 DOCS = ["The Eiffel Tower in Paris was completed in 1889 for the World's Fair. It was designed by the "
         "engineering company of Gustave Eiffel and is about 330 metres tall.",
         "The Statue of Liberty was dedicated in 1886 in New York Harbor."]
@@ -40,6 +40,13 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def store_spans(storage, *rows: SpanRow) -> None:
+    """What the sink does before publishing to orbitwatch.llm_spans."""
+    cols = ["timestamp", "trace_id", "span_id", "span_name", "span_type", "project", "tenant", "span_attributes",
+            "input", "output"]
+    storage.insert_rows("spans", cols, [[getattr(r, c) for c in cols] for r in rows])
 
 
 def scores(storage, trace=None) -> dict[tuple[str, str], dict]:
@@ -83,9 +90,13 @@ def test_out_of_order_llm_waits_for_retriever_and_expires_without_context(storag
     llm = span(trace, "l1", "llm", {"question": QUESTION}, {"answer": GROUNDED})
     assert proc.handle([msg(llm)]) == []  # parked: no context yet
     assert len(proc.joiner.pending) == 1
-    # snapshot/restore keeps the parked span
+    # a restart: the snapshot holds only references; the span is read back from `spans`, where the
+    # sink stored it before publishing it
+    snap = json.loads(json.dumps(proc.snapshot()))
+    assert snap == {"join": {"pending": [["l1", trace, 1000.0]], "dropped": 0}}
+    store_spans(storage, llm)
     proc2 = EvalProcessor(storage, RuleSet.default(), EvalConfig(join_wait_s=2), clock=clock)
-    proc2.restore(json.loads(json.dumps(proc.snapshot())))
+    proc2.restore(snap)
     clock.now += 1
     emits = proc2.handle([msg(span(trace, "r1", "retriever", {"q": "x"}, [{"page_content": d} for d in DOCS]))])
     assert emits and scores(storage, trace)[("l1", "hallucination")]["value"] == 0.0
@@ -202,3 +213,34 @@ def test_registry_builds_the_eval_processor(storage):
     from orbitwatch.processors.registry import build_processors
     (proc,) = build_processors(load_settings(project="p"), storage, {"evals"})
     assert isinstance(proc, Processor) and proc.name == "evals" and proc.topics == ("orbitwatch.llm_spans",)
+
+
+def test_restart_rehydrates_waiting_span_and_its_trace_context_from_clickhouse(storage):
+    """Retriever arrived before the restart, the LLM span was still waiting: both come back from `spans`."""
+    clock = Clock()
+    trace = "5" * 32
+    llm = span(trace, "l5", "llm", {"question": QUESTION}, {"answer": INVENTED})
+    ret = span(trace, "r5", "retriever", QUESTION, DOCS, offset_ms=-5)
+    store_spans(storage, llm, ret)
+    proc = EvalProcessor(storage, RuleSet.default(), EvalConfig(join_wait_s=2), clock=clock)
+    proc.restore({"join": {"pending": [["l5", trace, clock.now], ["gone", "6" * 32, clock.now]], "dropped": 0}})
+    assert proc.tick(clock.now) == []  # re-loaded and still waiting
+    assert list(proc.joiner.pending) == ["l5"] and proc.joiner.trace_context(trace) == DOCS
+    out = proc.tick(clock.now + 3)
+    assert out and scores(storage, trace)[("l5", "hallucination")]["value"] == 1.0
+    assert "context_precision" in {envelope.decode(e.value).name for e in out}  # scored with the documents
+
+
+def test_join_bounds(storage):
+    from orbitwatch.processors.evals.join import TraceJoiner
+    j = TraceJoiner(wait_s=10, max_pending=2, max_traces=2, max_context_chars=100, max_total_chars=150)
+    released = [r for i in range(3) for r in j.add_llm(span(f"t{i}", f"s{i}", "llm", "q", "a"), [], 0.0)]
+    assert [r.span.span_id for r in released] == ["s0"] and released[0].reason == "overflow"
+    j.add_context("a", "r1", 0, ["x" * 80], 0.0)
+    j.add_context("a", "r2", 0, ["y" * 80], 0.0)  # over the per-trace cap: not kept
+    assert j.trace_context("a") == ["x" * 80]
+    j.add_context("b", "r3", 0, ["z" * 80], 0.0)  # 160 chars in total > 150: least recent trace dropped
+    assert "a" not in j.contexts and j.total_chars == 80
+    j.add_context("c", "r4", 0, ["w"], 0.0)
+    j.add_context("d", "r5", 0, ["v"], 0.0)  # max_traces = 2
+    assert list(j.contexts) == ["c", "d"]

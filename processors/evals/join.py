@@ -12,8 +12,13 @@ SDK's batch exporter may flush the LLM span before the retriever span that fed i
   (multi-turn, retries) find them.
 
 Everything is bounded: at most ``max_pending`` waiting spans (the oldest is released early when
-full) and ``max_traces`` traces of context (least recently used dropped), each capped at
-``max_context_chars``. The state is plain JSON for the runner's snapshot.
+full), at most ``max_traces`` traces of context and ``max_total_chars`` characters of documents
+(least recently used traces dropped first), each trace capped at ``max_context_chars``.
+
+The snapshot is small on purpose (runners persist it after every batch, faust in a Kafka
+record): only the *references* (trace id, span id, arrival time) of the waiting spans. The spans
+themselves and their traces' retrieved documents are already in ClickHouse (the sink wrote them
+before publishing), so :meth:`TraceJoiner.rehydrate` reads them back after a restart.
 """
 from __future__ import annotations
 
@@ -34,9 +39,13 @@ class Ready:
 
 class TraceJoiner:
     def __init__(self, wait_s: float = 2.0, context_ttl_s: float = 300.0, max_pending: int = 10_000,
-                 max_traces: int = 20_000, max_context_chars: int = 256_000) -> None:
+                 max_traces: int = 20_000, max_context_chars: int = 256_000,
+                 max_total_chars: int = 64_000_000) -> None:
         self.wait_s, self.context_ttl_s = wait_s, context_ttl_s
         self.max_pending, self.max_traces, self.max_context_chars = max_pending, max_traces, max_context_chars
+        self.max_total_chars = max_total_chars
+        self.total_chars = 0
+        self.to_rehydrate: list[list[Any]] = []  # [span_id, trace_id, arrived_at] from a snapshot
         # trace id -> {"at": last update, "docs": {span_id: [start_ns, [doc, ...]]}}
         self.contexts: OrderedDict[str, dict[str, Any]] = OrderedDict()
         # span id -> (arrived_at, span)
@@ -50,12 +59,17 @@ class TraceJoiner:
             return []
         entry = self.contexts.get(trace_id)
         if entry is None:
-            entry = self.contexts[trace_id] = {"at": now, "docs": {}}
+            entry = self.contexts[trace_id] = {"at": now, "docs": {}, "chars": 0}
         entry["at"] = now
-        entry["docs"][span_id] = [start_ns, docs]
+        size = sum(len(d) for d in docs)
+        if span_id not in entry["docs"] and entry["chars"] + size <= self.max_context_chars:
+            entry["docs"][span_id] = [start_ns, docs]
+            entry["chars"] += size
+            self.total_chars += size
         self.contexts.move_to_end(trace_id)
-        while len(self.contexts) > self.max_traces:
-            self.contexts.popitem(last=False)
+        while len(self.contexts) > self.max_traces or (self.total_chars > self.max_total_chars
+                                                       and len(self.contexts) > 1):
+            self._drop_trace(next(iter(self.contexts)))
         released = [sid for sid, (_, s) in self.pending.items() if s.trace_id == trace_id]
         return [self._release(sid, now, "context") for sid in released]
 
@@ -83,32 +97,53 @@ class TraceJoiner:
                 out.append(self._release(sid, now, "no_context"))
         for tid, entry in list(self.contexts.items()):
             if now - entry["at"] >= self.context_ttl_s:
-                del self.contexts[tid]
+                self._drop_trace(tid)
         return out
+
+    def _drop_trace(self, trace_id: str) -> None:
+        entry = self.contexts.pop(trace_id)
+        self.total_chars -= entry["chars"]
 
     def trace_context(self, trace_id: str) -> list[str]:
         """Documents retrieved in the trace, retriever spans in start order, capped in size."""
         entry = self.contexts.get(trace_id)
         if not entry:
             return []
-        out, size = [], 0
-        for _, docs in sorted(entry["docs"].values(), key=lambda x: x[0]):
-            for d in docs:
-                if size + len(d) > self.max_context_chars:
-                    return out
-                out.append(d)
-                size += len(d)
-        return out
+        return [d for _, docs in sorted(entry["docs"].values(), key=lambda x: x[0]) for d in docs]
 
     def _release(self, span_id: str, now: float, reason: str) -> Ready:
         at, span = self.pending.pop(span_id)
         return Ready(span, self.trace_context(span.trace_id), max(0.0, now - at), reason)
 
     # -- state ---------------------------------------------------------------------------------
+    MAX_SNAPSHOT_REFS = 5_000  # ~100 bytes each: the snapshot stays well under a Kafka record
+
     def snapshot(self) -> dict[str, Any]:
-        return {"contexts": [[tid, e] for tid, e in self.contexts.items()],
-                "pending": [[sid, at, s.model_dump(mode="json")] for sid, (at, s) in self.pending.items()]}
+        refs = [[sid, s.trace_id, at] for sid, (at, s) in self.pending.items()]
+        refs += self.to_rehydrate
+        return {"pending": refs[-self.MAX_SNAPSHOT_REFS:], "dropped": max(0, len(refs) - self.MAX_SNAPSHOT_REFS)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.contexts = OrderedDict((tid, e) for tid, e in state.get("contexts", []))
-        self.pending = OrderedDict((sid, (at, SpanRow.model_validate(s))) for sid, at, s in state.get("pending", []))
+        self.to_rehydrate = [list(r) for r in state.get("pending", [])]
+
+    def rehydrate(self, fetch: Any) -> int:
+        """Re-load the waiting spans named by a restored snapshot: ``fetch(trace_ids)`` returns the
+        LLM and retriever SpanRows of those traces (from ClickHouse). Returns how many waiting
+        spans were found again."""
+        if not self.to_rehydrate:
+            return 0
+        refs = {sid: (tid, at) for sid, tid, at in self.to_rehydrate}
+        rows = fetch(sorted({tid for tid, _ in refs.values()}))
+        found = 0
+        for row in sorted(rows, key=lambda r: r.timestamp):
+            if row.span_type == "retriever":
+                from orbitwatch.processors.evals.extract import retriever_documents
+                at = max((a for t, a in refs.values() if t == row.trace_id), default=0.0)
+                self.add_context(row.trace_id, row.span_id, int(row.timestamp.timestamp() * 1e9),
+                                 retriever_documents(row), at)
+        for row in rows:
+            if row.span_id in refs and row.span_type != "retriever":
+                self.pending[row.span_id] = (refs[row.span_id][1], row)
+                found += 1
+        self.to_rehydrate = []
+        return found

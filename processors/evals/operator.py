@@ -61,6 +61,7 @@ class EvalProcessor:
     # -- Processor contract ------------------------------------------------------------------------
     def handle(self, batch: list[Message]) -> list[Emit]:
         now = self.clock()
+        self._rehydrate()
         dlq: list[Emit] = []
         ready: list[Ready] = []
         for msg in batch:
@@ -88,6 +89,7 @@ class EvalProcessor:
         return dlq + self._score_and_write(ready)
 
     def tick(self, now: float) -> list[Emit]:
+        self._rehydrate()
         ready = self.joiner.expire(now)
         telemetry.JOIN_PENDING.set(len(self.joiner.pending))
         if not ready and not self._inflight and not self._unwritten:
@@ -98,7 +100,31 @@ class EvalProcessor:
         return {"join": self.joiner.snapshot()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        """Takes the references of waiting spans; they are read back from ClickHouse before the
+        next batch (see :meth:`TraceJoiner.rehydrate`)."""
         self.joiner.restore(state.get("join", {}))
+        dropped = int(state.get("join", {}).get("dropped", 0))
+        if dropped:
+            telemetry.SKIPPED.labels("snapshot_overflow").inc(dropped)
+
+    def _rehydrate(self) -> None:
+        if not self.joiner.to_rehydrate:
+            return
+        wanted = len(self.joiner.to_rehydrate)
+        try:
+            found = self.joiner.rehydrate(self._fetch_spans)
+        except StorageError as exc:
+            raise RetryableError(f"cannot re-load waiting spans: {exc}") from exc
+        if found < wanted:
+            telemetry.SKIPPED.labels("restore_missing").inc(wanted - found)
+            log.warning("%d of %d waiting LLM spans were not found in ClickHouse after restart", wanted - found, wanted)
+
+    def _fetch_spans(self, trace_ids: list[str]) -> list[SpanRow]:
+        rows = self.storage.query_dicts(
+            "SELECT timestamp, trace_id, span_id, span_name, span_type, project, tenant, span_attributes, input, "
+            "output FROM spans FINAL WHERE trace_id IN {ids:Array(String)} AND span_type IN ('llm', 'retriever')",
+            {"ids": trace_ids})
+        return [SpanRow(**r) for r in rows]
 
     def close(self, wait_s: float = 5.0) -> list[Emit]:
         """Wait (bounded) for judge calls in flight, write their scores, stop the pool."""
