@@ -81,6 +81,8 @@ class FaustRunner:
         self.max_backoff = max_backoff
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orbitwatch-processor")
         self.id = app_id(processors, topic_prefix, group)
+        self.bootstrap = bootstrap
+        self._producer: Any = None
         self.app = faust.App(
             self.id,
             broker=[f"kafka://{b.strip()}" for b in bootstrap.split(",")],
@@ -189,16 +191,33 @@ class FaustRunner:
                 backoff = min(backoff * 2, self.max_backoff)
 
     async def _publish(self, proc: Processor, emits: list[Emit]) -> None:
-        """Send every emit and wait until the broker acknowledged all of them (acks=all)."""
+        """Send every emit and wait until the broker acknowledged all of them (acks=all).
+
+        Emits go through the runner's own idempotent aiokafka producer (lz4, 5 ms linger): appending
+        to its accumulator costs a few µs per record, several times less than faust's producer wrapper,
+        which matters when the sink re-publishes tens of thousands of LLM spans per second."""
         if not emits:
             return
-        producer = self.app.producer
+        producer = await self._emit_producer()
         futures = []
+        send = producer.send
+        prefix = self.prefix
         for e in emits:
-            futures.append(await producer.send(topic_name(e.topic, self.prefix), e.key, e.value, partition=None,
-                                               timestamp=None, headers=list(e.headers.items()) or None))
+            futures.append(await send(prefix + e.topic, e.value, key=e.key,
+                                      headers=list(e.headers.items()) or None))
+        for e in emits:
             EMITS.labels(proc.name, e.topic).inc()
         await asyncio.gather(*futures)
+
+    async def _emit_producer(self) -> Any:
+        if self._producer is None:
+            from aiokafka import AIOKafkaProducer
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+                                        linger_ms=5, compression_type="lz4", max_batch_size=512 * 1024,
+                                        max_request_size=8 * 1024 * 1024, client_id=f"{self.id}-emits")
+            await producer.start()
+            self._producer = producer
+        return self._producer
 
     # -- state ----------------------------------------------------------------------------------
     def _state_key(self, proc: Processor) -> str:
@@ -278,6 +297,9 @@ class FaustRunner:
 
     async def stop(self) -> None:
         await self.app.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
         self.executor.shutdown(wait=True)
 
     def run(self, loglevel: str = "warning") -> None:
