@@ -109,3 +109,44 @@ def test_bad_answers_are_errors(stub):
     assert parse_score('```json\n{"score": 0.25, "reason": "x"}\n```') == (0.25, "x")
     with pytest.raises(JudgeError, match="outside"):
         parse_score('{"score": 7}')
+
+
+def test_processor_configured_from_environment_uses_the_judge(stub, storage, monkeypatch, tmp_path):
+    import json
+    from datetime import datetime, timezone
+
+    from orbitwatch.processors.base import Message
+    from orbitwatch.processors.evals import build
+    from orbitwatch.schemas import envelope
+    from orbitwatch.schemas.records import SpanRow
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: judged\n    metrics: [judge_hallucination, judge_answer_relevance]\n")
+    for k, v in {"ORBITWATCH_EVAL_RULES": str(rules), "ORBITWATCH_JUDGE_BASE_URL": stub.base_url,
+                 "ORBITWATCH_JUDGE_MODEL": "judge-x", "ORBITWATCH_JUDGE_API_KEY": "sk-test",
+                 "ORBITWATCH_JUDGE_TIMEOUT_S": "2"}.items():
+        monkeypatch.setenv(k, v)
+    proc = build(None, storage)
+    row = SpanRow(timestamp=datetime.now(timezone.utc), trace_id="1" * 32, span_id="j1", span_name="llm",
+                  span_type="llm", input=json.dumps("What is the capital of France?"),
+                  output=json.dumps("INVENTED: Lyon."), span_attributes={"orbitwatch.context": '["Paris is the capital."]'})
+    out = proc.handle([Message("orbitwatch.llm_spans", envelope.encode(row))])  # judge calls run in the pool
+    proc.wait_judge(5)
+    out += proc.tick(0)  # ...and are written by the next handle/tick after they finish
+    emitted = {envelope.decode(e.value).name: envelope.decode(e.value) for e in out}
+    assert emitted["judge_hallucination"].value == 0.9
+    assert emitted["judge_answer_relevance"].scorer_version == "JudgeMetric/1/judge-x"
+    assert stub.last_body["model"] == "judge-x"
+    proc.close()
+
+
+def test_eval_config_errors_name_the_variable(monkeypatch):
+    from orbitwatch.config import ConfigError
+    from orbitwatch.processors.evals import EvalConfig
+    monkeypatch.setenv("ORBITWATCH_EVAL_JOIN_WAIT_S", "soon")
+    with pytest.raises(ConfigError, match="ORBITWATCH_EVAL_JOIN_WAIT_S"):
+        EvalConfig.from_env()
+    monkeypatch.delenv("ORBITWATCH_EVAL_JOIN_WAIT_S")
+    monkeypatch.setenv("ORBITWATCH_JUDGE_BASE_URL", "http://127.0.0.1:1/v1")
+    with pytest.raises(ConfigError, match="ORBITWATCH_JUDGE_MODEL"):
+        EvalConfig.from_env().judge_client()
