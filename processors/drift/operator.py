@@ -67,6 +67,9 @@ class DriftProcessor:
         self.storage = storage
         self.models: dict[tuple[str, str, str, str], ModelState] = {}
         self.outbox: list[r.DriftResult | r.DataQuality] = []  # rows not yet written
+        # last offset counted per "topic/partition": at-least-once replays of messages already in
+        # the state (crash between state save and offset commit) are skipped, not counted twice
+        self.positions: dict[str, int] = {}
         self._now = clock
 
     # -- Processor contract -----------------------------------------------------------------------
@@ -77,7 +80,13 @@ class DriftProcessor:
         preds: dict[tuple, list[r.Prediction]] = defaultdict(list)
         labels: dict[tuple, list[r.Label]] = defaultdict(list)
         order: dict[tuple, None] = {}  # models in order of first appearance
+        seen: dict[str, int] = {}
         for m in batch:
+            pos = f"{m.topic}/{m.partition}"
+            if m.offset <= self.positions.get(pos, -1):
+                DROPPED.labels("replayed").inc()  # already counted before the snapshot: skip
+                continue
+            seen[pos] = max(seen.get(pos, -1), m.offset)
             try:
                 rec = envelope.decode(m.value)
             except ValueError as exc:
@@ -111,6 +120,7 @@ class DriftProcessor:
             d, q = self._close_windows(st, now)
             drift_rows += d
             quality_rows += q
+        self.positions.update(seen)
         return emits + self._publish(drift_rows, quality_rows)
 
     def tick(self, now: float) -> list[Emit]:
@@ -137,11 +147,14 @@ class DriftProcessor:
                 out[json.dumps(["drift.feature", *ident, name])] = f.to_dict()
         if self.outbox:
             out[json.dumps(["drift.outbox"])] = [envelope.encode(x).decode() for x in self.outbox]
+        if self.positions:
+            out[json.dumps(["drift.positions"])] = dict(self.positions)
         return out
 
     def restore(self, state: dict[str, Any]) -> None:
         self.models.clear()
         self.outbox = []
+        self.positions = {}
         features: list[tuple[list[str], dict[str, Any]]] = []
         for key, value in state.items():
             try:
@@ -156,6 +169,8 @@ class DriftProcessor:
                 features.append((parts[1:], value))
             elif parts[0] == "drift.outbox":
                 self.outbox = [envelope.decode(x.encode()) for x in value]  # type: ignore[misc]
+            elif parts[0] == "drift.positions":
+                self.positions = {str(k): int(v) for k, v in value.items()}
         for (tenant, project, model, version, name), value in features:
             st = self.models.get((tenant, project, model, version))
             if st is not None:

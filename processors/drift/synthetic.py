@@ -6,6 +6,7 @@ chosen features from a given time on.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
@@ -16,6 +17,7 @@ from orbitwatch.schemas import envelope
 from orbitwatch.schemas import records as r
 
 TOPIC = "orbitwatch.predictions"
+_OFFSETS = itertools.count()  # like a partition log: every message gets a new, increasing offset
 
 
 def ts(seconds: float) -> datetime:
@@ -66,5 +68,6 @@ def predictions(rng: np.random.Generator, features: Iterable[str], n: int, t0: f
 
 
 def messages(recs: Iterable[r.Record], topic: str = TOPIC) -> list[Message]:
+    """Envelopes as a runner delivers them: one partition, increasing offsets across calls."""
     return [Message(topic=topic, value=envelope.encode(x), key=f"{x.project}/{x.model}/{x.model_version}".encode(),
-                    offset=i) for i, x in enumerate(recs)]
+                    offset=next(_OFFSETS)) for x in recs]
