@@ -20,6 +20,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -236,7 +237,8 @@ class DriftProcessor:
             f = None
         if f is None:
             f = st.features[ref.feature] = FeatureState(name=ref.feature, kind=ref.kind)
-        f.add_chunk(ref.created_at.isoformat(), values)
+        created = ref.created_at if ref.created_at.tzinfo else ref.created_at.replace(tzinfo=timezone.utc)
+        f.add_chunk(created.astimezone(timezone.utc).isoformat(), values)
 
     def _build_references(self, st: ModelState) -> None:
         for f in st.features.values():
@@ -256,7 +258,7 @@ class DriftProcessor:
             return
         try:
             _, rows = self.storage.query(
-                "SELECT feature, kind, numeric_values, categorical_values, toString(created_at) "
+                "SELECT feature, kind, numeric_values, categorical_values, toUnixTimestamp64Micro(created_at) "
                 "FROM reference_features WHERE tenant = {t:String} AND project = {p:String} "
                 "AND model = {m:String} AND model_version = {v:String} ORDER BY created_at",
                 {"t": st.tenant, "p": st.project, "m": st.model, "v": st.version})
@@ -270,7 +272,7 @@ class DriftProcessor:
                 f = st.features[feature] = FeatureState(name=feature, kind=kind)
             elif f.ref is not None:
                 continue
-            f.add_chunk(_iso(created), list(nums) if kind == "numeric" else list(cats))
+            f.add_chunk(_iso_micros(int(created)), list(nums) if kind == "numeric" else list(cats))
 
     # -- predictions ------------------------------------------------------------------------------
     def ingest_columns(self, ident: tuple[str, str, str, str], ts: np.ndarray,
@@ -502,10 +504,6 @@ class DriftProcessor:
                              SOURCE_HEADER: f"{m.topic}/{m.partition}/{m.offset}".encode()})
 
 
-def _iso(v: Any) -> str:
-    from datetime import datetime, timezone
-    if isinstance(v, datetime):
-        return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).isoformat()
-    return datetime.fromisoformat(str(v)).replace(tzinfo=timezone.utc).isoformat()
-
-
+def _iso_micros(micros: int) -> str:
+    """The same ISO form as ``ReferenceFeature.created_at.isoformat()`` on the stream (UTC)."""
+    return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micros)).isoformat()
