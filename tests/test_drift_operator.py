@@ -70,8 +70,12 @@ def test_drift_results_flag_only_the_shifted_feature(storage) -> None:
 def test_references_are_loaded_from_clickhouse_when_the_stream_has_none(storage) -> None:
     """A worker that starts without state finds the references the sink stored."""
     rng = np.random.default_rng(7)
-    storage.insert_models("reference_features", syn.references(rng, ["x", "y"], 3000))
+    refs = syn.references(rng, ["x", "y"], 3000)
+    storage.insert_models("reference_features", refs)
     p = DriftProcessor(load_config(window_seconds=600, allowed_lateness_seconds=0), storage)
+    p.handle(syn.messages(refs))  # the same reference also arrives on the stream: recognised, not doubled
+    x = p.models[("", "p", "m", "1")].features["x"]
+    assert x.ref.n == 3000 and [len(c["digests"]) for c in x.chunks.values()] == [1]
     p.handle(syn.messages(syn.predictions(rng, ["x", "y"], 2500, T0, rate=2.0, shift={"y": 1.0},
                                           shift_from=T0)))
     rows = storage.query_dicts("SELECT feature, drifted, reference_size FROM drift_results FINAL "
