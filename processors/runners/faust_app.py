@@ -108,6 +108,7 @@ class FaustRunner:
         self._next_offset: dict[tuple[str, str, int], int] = {}
         for proc in processors:
             self._add_agent(proc)
+        self.app.on_before_shutdown.connect(self._on_shutdown)
         self.app.timer(tick_interval)(self._tick)
         self.app.timer(5.0)(self._report_lag)
 
@@ -297,10 +298,16 @@ class FaustRunner:
 
     async def stop(self) -> None:
         await self.app.stop()
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        await self._stop_producer()
         self.executor.shutdown(wait=True)
+
+    async def _on_shutdown(self, app: Any = None, **_: Any) -> None:
+        await self._stop_producer()
+
+    async def _stop_producer(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
 
     def run(self, loglevel: str = "warning") -> None:
         """Run until SIGTERM/SIGINT (blocking). Uses faust's Worker (signal handling, clean shutdown)."""
