@@ -9,6 +9,10 @@ evaluation runs with their comparison.
 * ``GET|POST /datasets``, ``GET /datasets/{name}`` (with versions), ``GET|POST /datasets/{name}/items``,
   ``POST /datasets/{name}/items/delete`` — each change makes a new version; ``?version=`` reads old ones.
 * ``POST|GET /eval-runs``, ``GET /eval-runs/{id}``, ``GET /eval-runs/compare?run_ids=a,b``.
+* ``GET /eval-rules``, ``PUT|DELETE /eval-rules/{name}``, ``POST /eval-rules/validate`` — online
+  scoring rules kept in ClickHouse; the eval processor reloads them every few seconds
+  (``ORBITWATCH_EVAL_RULES_REFRESH_S``) next to the rules file. A rule stored with a tenant's key
+  only scores that tenant's spans.
 
 Errors: 400 invalid body, 404 unknown dataset/run/comment, 401 without a valid key when auth is on.
 """
@@ -209,3 +213,45 @@ def compare_runs(run_ids: str = Query(..., description="comma-separated run ids;
 @router.get("/eval-runs/{run_id}", summary="One evaluation run with its items")
 def get_run(run_id: str, store: EvalStore = Depends(get_store), scope=Depends(get_scope)) -> dict[str, Any]:
     return _call(store.get_run, scope.tenant, run_id)
+
+
+# -- online scoring rules ----------------------------------------------------------------------------
+def _rule(body: dict[str, Any], name: str | None = None):
+    from orbitwatch.processors.evals.rules import RulesError, validate_rule
+    if name is not None:
+        if body.get("name", name) != name:
+            raise HTTPException(400, f"rule name {body.get('name')!r} differs from the path {name!r}")
+        body = {**body, "name": name}
+    if "tenant" in body:
+        raise HTTPException(400, "tenant is set from the API key, not in the rule")
+    try:
+        return validate_rule(body)
+    except RulesError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+@router.get("/eval-rules", summary="Online scoring rules stored through the API")
+def list_rules(store: EvalStore = Depends(get_store), scope=Depends(get_scope)) -> dict[str, Any]:
+    return {"items": store.rules(scope.tenant)}
+
+
+@router.post("/eval-rules/validate", summary="Check a rule without storing it")
+def validate(body: dict[str, Any]) -> dict[str, Any]:
+    return {"valid": True, "rule": _rule(body).model_dump(mode="json", exclude={"tenant"})}
+
+
+@router.put("/eval-rules/{name}", summary="Create or replace an online scoring rule")
+def put_rule(name: str, body: dict[str, Any], store: EvalStore = Depends(get_store),
+             scope=Depends(get_scope)) -> dict[str, Any]:
+    rule = _rule(body, name)
+    if scope.project is not None and rule.project not in (None, scope.project):
+        raise HTTPException(403, f"this API key may only set rules for project {scope.project!r}")
+    if scope.project is not None:
+        rule = rule.model_copy(update={"project": scope.project})
+    return store.put_rule(_tenant(scope), rule)
+
+
+@router.delete("/eval-rules/{name}", summary="Delete an online scoring rule")
+def delete_rule(name: str, store: EvalStore = Depends(get_store), scope=Depends(get_scope)) -> dict[str, Any]:
+    _call(store.delete_rule, _tenant(scope), name)
+    return {"deleted": True}

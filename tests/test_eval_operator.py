@@ -244,3 +244,33 @@ def test_join_bounds(storage):
     j.add_context("c", "r4", 0, ["w"], 0.0)
     j.add_context("d", "r5", 0, ["v"], 0.0)  # max_traces = 2
     assert list(j.contexts) == ["c", "d"]
+
+
+def test_rules_stored_through_the_api_are_picked_up(storage):
+    from fastapi.testclient import TestClient
+
+    from orbitwatch.api.app import create_app
+    client = TestClient(create_app(storage))
+    bad = client.put("/api/v1/eval-rules/strict", json={"metrics": ["halucination"]})
+    assert bad.status_code == 400 and "unknown metric 'halucination'" in bad.json()["detail"]
+    assert client.put("/api/v1/eval-rules/strict", json={"name": "other", "metrics": ["is_json"]}).status_code == 400
+    assert client.post("/api/v1/eval-rules/validate", json={"name": "v", "metrics": ["judge_hallucination"]}
+                       ).json()["valid"] is True
+    ok = client.put("/api/v1/eval-rules/strict", json={"project": "rag", "metrics": ["regex_match"]})
+    assert ok.status_code == 400  # regex_match needs a pattern: compiled before storing
+    ok = client.put("/api/v1/eval-rules/strict", json={"project": "rag", "metrics": [
+        {"name": "regex_match", "params": {"pattern": "Eiffel"}}]})
+    assert ok.status_code == 200, ok.text
+    assert [r["name"] for r in client.get("/api/v1/eval-rules").json()["items"]] == ["strict"]
+
+    clock = Clock()
+    proc = EvalProcessor(storage, RuleSet.default(), EvalConfig(join_wait_s=60, rules_refresh_s=5), clock=clock)
+    llm = span("4" * 32, "l4x", "llm", QUESTION, GROUNDED, {"orbitwatch.context": json.dumps(DOCS)})
+    names = {envelope.decode(e.value).name for e in proc.handle([msg(llm)])}
+    assert "regex_match" in names and "hallucination" in names  # file/default rule + stored rule
+    assert client.delete("/api/v1/eval-rules/strict").json() == {"deleted": True}
+    assert client.delete("/api/v1/eval-rules/strict").status_code == 404
+    proc.tick(clock.now + 1)  # not yet refreshed
+    assert [c.rule.name for c in proc.rules.rules] == ["default", "strict"]
+    proc.tick(clock.now + 6)
+    assert [c.rule.name for c in proc.rules.rules] == ["default"]

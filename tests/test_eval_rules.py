@@ -25,6 +25,9 @@ def test_filters():
     assert not r.matches(span(attrs={"gen_ai.request.model": "claude-3"}))
     assert not r.matches(span())  # attribute missing
     assert not Rule(name="off", enabled=False, metrics=["is_json"]).matches(ok)
+    acme = Rule(name="t", tenant="acme", metrics=["is_json"])  # stored through the API with acme's key
+    assert acme.matches(ok.model_copy(update={"tenant": "acme"})) and not acme.matches(ok)
+    assert Rule(name="t", tenant="", metrics=["is_json"]).matches(ok)  # no auth: every tenant
 
 
 def test_sampling_is_deterministic_and_close_to_the_rate():

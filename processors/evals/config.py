@@ -18,6 +18,7 @@ _ENV = {
     "context_ttl_s": "ORBITWATCH_EVAL_CONTEXT_TTL_S",
     "max_pending": "ORBITWATCH_EVAL_MAX_PENDING",
     "judge_concurrency": "ORBITWATCH_EVAL_JUDGE_CONCURRENCY",
+    "rules_refresh_s": "ORBITWATCH_EVAL_RULES_REFRESH_S",
     "judge_base_url": "ORBITWATCH_JUDGE_BASE_URL",
     "judge_model": "ORBITWATCH_JUDGE_MODEL",
     "judge_api_key": "ORBITWATCH_JUDGE_API_KEY",
@@ -37,6 +38,7 @@ class EvalConfig(BaseModel):
     context_ttl_s: float = Field(default=300.0, gt=0)
     max_pending: int = Field(default=10_000, ge=1)
     judge_concurrency: int = Field(default=4, ge=1, le=256)
+    rules_refresh_s: float = Field(default=10.0, ge=0)  # reload of rules stored through the API
     judge_base_url: str = ""
     judge_model: str = ""
     judge_api_key: str = ""

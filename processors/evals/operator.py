@@ -47,7 +47,9 @@ class EvalProcessor:
     def __init__(self, storage: Any, rules: RuleSet, config: EvalConfig | None = None,
                  clock=time.time) -> None:
         self.storage = storage
-        self.rules = rules
+        self.base_rules = rules  # from the rules file (or the default rule)
+        self.rules = rules  # base_rules + rules stored through the API, reloaded every rules_refresh_s
+        self._rules_loaded_at = float("-inf")
         self.config = config or EvalConfig()
         self.clock = clock
         self.joiner = TraceJoiner(wait_s=self.config.join_wait_s, context_ttl_s=self.config.context_ttl_s,
@@ -62,6 +64,7 @@ class EvalProcessor:
     def handle(self, batch: list[Message]) -> list[Emit]:
         now = self.clock()
         self._rehydrate()
+        self.refresh_rules(now)
         dlq: list[Emit] = []
         ready: list[Ready] = []
         for msg in batch:
@@ -90,6 +93,7 @@ class EvalProcessor:
 
     def tick(self, now: float) -> list[Emit]:
         self._rehydrate()
+        self.refresh_rules(now)
         ready = self.joiner.expire(now)
         telemetry.JOIN_PENDING.set(len(self.joiner.pending))
         if not ready and not self._inflight and not self._unwritten:
@@ -106,6 +110,31 @@ class EvalProcessor:
         dropped = int(state.get("join", {}).get("dropped", 0))
         if dropped:
             telemetry.SKIPPED.labels("snapshot_overflow").inc(dropped)
+
+    def refresh_rules(self, now: float, force: bool = False) -> None:
+        """Reload the rules stored through the API (``eval_rules``) every ``rules_refresh_s``. A
+        failing read keeps the rules in force (scoring goes on); a bad rule is skipped and counted."""
+        if not force and now - self._rules_loaded_at < self.config.rules_refresh_s:
+            return
+        self._rules_loaded_at = now
+        from orbitwatch.processors.evals.rules import Rule
+        try:
+            stored = self.storage.query_dicts("SELECT body FROM eval_rules FINAL WHERE deleted = 0 ORDER BY tenant, name")
+        except StorageError as exc:
+            telemetry.RULE_ERRORS.inc()
+            log.warning("cannot read eval_rules (keeping the rules in force): %s", exc)
+            return
+        parsed = []
+        for row in stored:
+            try:
+                parsed.append(Rule.model_validate_json(row["body"]))
+            except ValueError as exc:
+                telemetry.RULE_ERRORS.inc()
+                log.warning("stored eval rule is invalid, skipped: %s", str(exc).splitlines()[0])
+        self.rules, errors = self.base_rules.with_extra(parsed)
+        for err in errors:
+            telemetry.RULE_ERRORS.inc()
+            log.warning("stored eval rule skipped: %s", err)
 
     def _rehydrate(self) -> None:
         if not self.joiner.to_rehydrate:

@@ -54,6 +54,7 @@ class Rule(BaseModel):
     scope: Literal["span", "trace"] = "span"
     metrics: list[MetricSpec] = Field(min_length=1)
     enabled: bool = True
+    tenant: str | None = None  # set by the API from the key: the rule only sees that tenant's spans ("" = all)
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -64,6 +65,8 @@ class Rule(BaseModel):
 
     def matches(self, span: SpanRow) -> bool:
         if not self.enabled or span.span_type not in self.span_types:
+            return False
+        if self.tenant and span.tenant != self.tenant:  # "" (no auth): every tenant
             return False
         if self.project is not None and not fnmatch.fnmatchcase(span.project, self.project):
             return False
@@ -85,6 +88,23 @@ class Rule(BaseModel):
         return int.from_bytes(h, "big") / 2**64 < self.sampling
 
 
+class ValidationJudge:
+    """Stands in for the LLM judge when a rule is only validated (API, ``orbitwatch evals
+    check-rules``): judge metrics compile; the running processor uses the configured judge."""
+
+    class config:  # noqa: N801 - mirrors JudgeClient.config
+        model = "(configured at run time)"
+
+    def judge(self, system: str, prompt: str) -> tuple[float, str]:
+        raise RuntimeError("ValidationJudge never scores")
+
+
+def validate_rule(data: Any) -> Rule:
+    """Parse and compile one rule (JSON object); RulesError with the field and reason otherwise."""
+    rs = RuleSet.parse([data], judge=ValidationJudge(), source="rule")
+    return rs.rules[0].rule
+
+
 class CompiledRule:
     """A rule with its metric objects built once (not per span)."""
 
@@ -100,11 +120,31 @@ class CompiledRule:
 
 class RuleSet:
     def __init__(self, rules: list[Rule], judge: Any = None) -> None:
-        names = [r.name for r in rules]
-        dupes = {n for n in names if names.count(n) > 1}
+        keys = [(r.tenant, r.name) for r in rules]
+        dupes = {n for t, n in keys if keys.count((t, n)) > 1}
         if dupes:
             raise RulesError(f"duplicate rule names: {', '.join(sorted(dupes))}")
         self.rules = [CompiledRule(r, judge) for r in rules]
+        self.judge = judge
+
+    def with_extra(self, rules: list[Rule]) -> tuple["RuleSet", list[str]]:
+        """This set plus ``rules`` (from the API); a rule that cannot be compiled (unknown metric, a
+        judge metric without a judge) or clashes with an existing name is left out and reported."""
+        out = RuleSet([], self.judge)
+        out.rules = list(self.rules)
+        taken = {(c.rule.tenant, c.rule.name) for c in self.rules}
+        errors = []
+        for r in rules:
+            if (r.tenant, r.name) in taken or (None, r.name) in taken:
+                errors.append(f"rule {r.name!r}: name already used by the rules file")
+                continue
+            try:
+                out.rules.append(CompiledRule(r, self.judge))
+            except RulesError as exc:
+                errors.append(str(exc))
+                continue
+            taken.add((r.tenant, r.name))
+        return out, errors
 
     def for_span(self, span: SpanRow) -> list[CompiledRule]:
         """The rules that match ``span`` and whose sampling selects it."""

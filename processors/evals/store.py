@@ -312,6 +312,28 @@ class EvalStore:
         return {k: row[k] for k in ("project", "name", "description", "version", "item_count", "created_at",
                                     "updated_at")}
 
+    # -- online scoring rules managed through the API -------------------------------------------------
+    def put_rule(self, tenant: str, rule: Any) -> dict[str, Any]:
+        """Store (create or replace) an online scoring rule; ``rule`` is a validated rules.Rule."""
+        body = rule.model_copy(update={"tenant": tenant}).model_dump(mode="json")
+        self.storage.insert_rows("eval_rules", ["tenant", "name", "body", "deleted", "updated_at"],
+                                 [[tenant, rule.name, json.dumps(body), 0, _now()]])
+        return body
+
+    def delete_rule(self, tenant: str, name: str) -> None:
+        if not any(r["name"] == name for r in self.rules(tenant)):
+            raise NotFoundError(f"no eval rule {name!r}")
+        self.storage.insert_rows("eval_rules", ["tenant", "name", "body", "deleted", "updated_at"],
+                                 [[tenant, name, "", 1, _now()]])
+
+    def rules(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Stored rules (every tenant's when ``tenant`` is None), as JSON objects."""
+        rows = self.storage.query_dicts(
+            "SELECT body FROM eval_rules FINAL WHERE deleted = 0"
+            + (" AND tenant = {t:String}" if tenant is not None else "") + " ORDER BY tenant, name",
+            {"t": tenant or ""})
+        return [json.loads(r["body"]) for r in rows]
+
     # -- evaluation runs --------------------------------------------------------------------------
     def save_run(self, run: dict[str, Any], items: list[dict[str, Any]], tenant: str = "") -> None:
         """Store a run (``run_id``, ``name``, ``project``, ``dataset``, ``dataset_version``, ``config``,

@@ -13,3 +13,5 @@ JUDGE_CALLS = Counter("orbitwatch_eval_judge_calls_total", "LLM-judge calls by o
 JUDGE_BREAKER_OPENED = Counter("orbitwatch_eval_judge_breaker_opened_total", "Times the judge breaker opened")
 SCORE_SECONDS = Histogram("orbitwatch_eval_score_seconds", "Time to score one span (all its metrics)",
                           buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
+RULE_ERRORS = Counter("orbitwatch_eval_rule_errors_total",
+                      "Stored eval rules that could not be loaded or compiled (skipped)")

@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "score":
         return _score(args)
     if args.action == "check-rules":
-        from orbitwatch.processors.evals.rules import RuleSet, RulesError
+        from orbitwatch.processors.evals.rules import RuleSet, RulesError, ValidationJudge
         try:
-            rs = RuleSet.load(args.file, judge=_placeholder_judge())
+            rs = RuleSet.load(args.file, judge=ValidationJudge())
         except RulesError as exc:
             raise UserError(str(exc)) from None
         for c in rs.rules:
@@ -103,16 +103,6 @@ def run(args: argparse.Namespace) -> int:
             t.add_row(metric, *cells)
         v.console().print(t)
     return 0
-
-
-def _placeholder_judge():
-    """check-rules validates judge metrics without calling anything: a judge that is never used."""
-    class _Never:
-        config = type("C", (), {"model": "(configured at run time)"})()
-
-        def judge(self, system: str, prompt: str):  # pragma: no cover - never called by check-rules
-            raise RuntimeError("not a real judge")
-    return _Never()
 
 
 def _score(args: argparse.Namespace) -> int:
