@@ -177,7 +177,7 @@ async def _until(fn, timeout: float = 30.0):
 async def test_clickhouse_unavailable_then_restored_loses_nothing(kafka, runner_env, storage, tmp_path):
     prefix, producer = runner_env
     topic = f"{prefix}otlp.traces"
-    runner = _runner(kafka, prefix, storage, tmp_path)
+    runner = _runner(kafka, prefix, storage, tmp_path, lag_interval=0.2)
     await runner.start()
     try:
         for i in range(10):
@@ -189,8 +189,10 @@ async def test_clickhouse_unavailable_then_restored_loses_nothing(kafka, runner_
         for i in range(10, 60):
             await producer.send(topic, _traces(i), key=f"{i:032x}".encode())
         await producer.flush()
-        from orbitwatch.processors.runners.faust_app import RETRIES
+        from orbitwatch.processors.runners.faust_app import LAG, RETRIES
         await _until(lambda: RETRIES.labels("sink")._value.get() >= 2)  # the runner is backing off
+        # the consumer-lag gauge shows the backlog that builds up meanwhile
+        await _until(lambda: sum(LAG.labels("sink", "otlp.traces", str(p))._value.get() for p in (0, 1)) > 0)
         committed = await _committed(kafka.bootstrap, runner.id, await _end_offsets(kafka.bootstrap, topic))
         assert sum(committed.values()) <= 10  # nothing beyond the stored batches was committed
         storage.command("RENAME TABLE spans_offline TO spans")
@@ -284,6 +286,12 @@ async def test_sdk_track_through_gateway_to_llm_columns(kafka, runner_env, stora
     assert "why?" in llm["input"] and "answer" in llm["output"]
     assert (llm["session_id"], llm["user_id"], llm["tenant"], llm["project"]) == ("sess-1", "u1", "acme", "shop")
     assert rows["pipeline"]["span_type"] == "general" and llm["parent_span_id"] == rows["pipeline"]["span_id"]
+
+
+def test_worker_cli_rejects_unknown_processor_with_one_line(orbitwatch_cli, kafka, tmp_path):
+    out = orbitwatch_cli("worker", "--kafka", kafka.bootstrap, "--clickhouse", f"chdb://{tmp_path / 'ch'}",
+                         "--data-dir", str(tmp_path), "--only", "sink,nope", "--no-create-topics")
+    assert out.returncode == 2 and "unknown processor(s) nope" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_registry_builds_known_processors_and_rejects_unknown(storage):

@@ -68,7 +68,7 @@ class FaustRunner:
     def __init__(self, processors: list[Processor], *, bootstrap: str, topic_prefix: str = "",
                  batch_size: int = 1000, batch_seconds: float = 1.0, group: str | None = None,
                  instance: str = "0", max_backoff: float = 30.0, tick_interval: float = 1.0,
-                 datadir: str | None = None, session_timeout: float = 10.0) -> None:
+                 datadir: str | None = None, session_timeout: float = 10.0, lag_interval: float = 5.0) -> None:
         import faust
 
         if not processors:
@@ -110,7 +110,7 @@ class FaustRunner:
             self._add_agent(proc)
         self.app.on_before_shutdown.connect(self._on_shutdown)
         self.app.timer(tick_interval)(self._tick)
-        self.app.timer(5.0)(self._report_lag)
+        self.app.timer(lag_interval)(self._report_lag)
 
     # -- wiring ---------------------------------------------------------------------------------
     def _add_agent(self, proc: Processor) -> None:
