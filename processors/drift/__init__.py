@@ -14,5 +14,8 @@ __all__ = ["DriftConfig", "DriftProcessor", "ModelDriftConfig", "build", "load_c
 
 
 def build(settings: Any, storage: Any) -> DriftProcessor:
-    """The drift processor for a runner; ``storage`` may be None (no ClickHouse writes)."""
-    return DriftProcessor(load_config(), storage)
+    """The drift processor for a runner; ``storage`` may be None (no ClickHouse writes).
+
+    The configuration file is ``settings.drift_config`` if the settings carry one, else
+    ``$ORBITWATCH_DRIFT_CONFIG``, else the defaults; a bad file raises DriftConfigError at start."""
+    return DriftProcessor(load_config(getattr(settings, "drift_config", None) or None), storage)
