@@ -149,6 +149,11 @@ def test_feedback_and_comments_api(storage):
     assert client.post("/api/v1/feedback", json={"entity_id": trace, "name": "x", "value": 1,
                                                  "entity_type": "nope"}).status_code == 422
     assert client.get("/api/v1/feedback").status_code == 400
+    gone = client.delete("/api/v1/feedback", params={"entity_id": trace, "name": "helpful", "annotator": "bob",
+                                                     "project": "p"})
+    assert gone.json() == {"deleted": True}
+    left = client.get("/api/v1/feedback", params={"trace_id": trace, "source": "ui"}).json()["items"]
+    assert sorted((i["name"], i["annotator"]) for i in left) == [("correct", ""), ("helpful", "alice")]
     # the trace view of the query API shows the same scores
     c = client.post("/api/v1/comments", json={"entity_type": "span", "entity_id": "s1", "trace_id": trace,
                                               "project": "p", "text": "wrong citation", "author": "bob"})
