@@ -208,7 +208,7 @@ async def test_gateway_answers_429_and_resource_exhausted_when_the_bus_is_full()
     from orbitwatch.ingest.auth import Auth
     from orbitwatch.ingest.gateway import Gateway
 
-    bus = EmbeddedBus(None, max_queue_records=2)
+    bus = EmbeddedBus(None, max_queue_records=1)
     bus.subscribe("slow-sink", ["otlp.traces"])  # a consumer that never reads
     bus.open()
     gw = Gateway(bus, Auth.disabled(), grpc_port=0, http_port=0, own_publisher=False)
@@ -217,7 +217,7 @@ async def test_gateway_answers_429_and_resource_exhausted_when_the_bus_is_full()
         async with httpx.AsyncClient() as http:
             url = f"http://127.0.0.1:{gw.http_port}/v1/traces"
             hdr = {"content-type": "application/x-protobuf"}
-            ok = await http.post(url, content=_otlp_body(2), headers=hdr)  # two traces -> two records
+            ok = await http.post(url, content=_otlp_body(2), headers=hdr)  # one partition -> one record
             assert ok.status_code == 200
             full = await http.post(url, content=_otlp_body(1), headers=hdr)
             assert full.status_code == 429 and full.headers.get("retry-after")
@@ -227,6 +227,6 @@ async def test_gateway_answers_429_and_resource_exhausted_when_the_bus_is_full()
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await export(_otlp_body(1), timeout=5)
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert bus.pending("slow-sink", ["otlp.traces"]) == 2
+        assert bus.pending("slow-sink", ["otlp.traces"]) == 1
     finally:
         await gw.stop(0)
