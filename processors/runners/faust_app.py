@@ -3,7 +3,7 @@
 Shape (one faust ``App`` per worker process, one agent per processor):
 
 * **Consumer group.** The app id — and so the Kafka consumer group — is
-  ``<topic_prefix>orbitwatch-<processor names joined by '+'>`` (e.g. ``orbitwatch-sink+drift+evals+alerts``),
+  ``<topic_prefix>orbitwatch-<processor names joined by "-">`` (e.g. ``orbitwatch-sink-drift-evals-alerts``),
   or ``--group``. Why one app and not one app per processor: the embedded ClickHouse (chdb) can be open
   in one process only, so all processors of a worker share one process, and a faust app has one
   consumer. Offsets are per (group, topic, partition) and processors read disjoint topics, so each
@@ -59,7 +59,8 @@ STATE_TABLE = "orbitwatch_state"
 
 
 def app_id(processors: list[Processor], prefix: str = "", group: str | None = None) -> str:
-    return prefix + (group or "orbitwatch-" + "+".join(p.name for p in processors))
+    # "-" joined: faust derives internal topic names from the id, and Kafka allows only [A-Za-z0-9._-]
+    return prefix + (group or "orbitwatch-" + "-".join(p.name for p in processors))
 
 
 class FaustRunner:

@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_rows:
         os.environ["ORBITWATCH_SINK_MAX_ROWS"] = str(args.max_rows)
     only = {s.strip() for s in args.only.split(",") if s.strip()} if args.only else None
+    import re
+    if args.group is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", args.group):
+        raise UserError(f"invalid --group {args.group!r}: use letters, digits, '.', '_' and '-' (it names Kafka topics)")
     storage = Storage(settings.clickhouse_url)
     if not args.no_migrate:
         migrate(storage, ttl_days=args.ttl_days)
