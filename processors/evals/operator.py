@@ -77,16 +77,15 @@ class EvalProcessor:
                 dlq.append(_dlq(msg, str(exc)))
                 continue
             telemetry.SPANS_IN.labels(rec.span_type).inc()
-            if rec.span_type == "retriever":
+            if rec.span_type == "retriever":  # context for the trace's LLM spans (and scored if a rule asks)
                 docs = extract.retriever_documents(rec)
                 start_ns = int(rec.timestamp.timestamp() * 1e9)
                 ready.extend(self.joiner.add_context(rec.trace_id, rec.span_id, start_ns, docs, now))
+            if not self._any_rule(rec):
+                if rec.span_type != "retriever":
+                    telemetry.SKIPPED.labels("no_rule").inc()
                 continue
-            explicit = extract.explicit_context(rec)
-            if rec.span_type != "llm" and not self._any_rule(rec):
-                telemetry.SKIPPED.labels("no_rule").inc()
-                continue
-            ready.extend(self.joiner.add_llm(rec, explicit, now))
+            ready.extend(self.joiner.add_llm(rec, extract.explicit_context(rec), now))
         ready.extend(self.joiner.expire(now))
         telemetry.JOIN_PENDING.set(len(self.joiner.pending))
         return dlq + self._score_and_write(ready)
