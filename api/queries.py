@@ -445,10 +445,19 @@ def list_alerts(storage: Storage, scope: Scope = Scope(), *, status: str | None 
                 limit: int = 100, offset: int = 0) -> dict[str, Any]:
     """Alerts: by default the current state of each alert (its latest transition); ``history=True``
     lists every transition. ``status`` filters firing / resolved. With auth on, an alert is visible
-    to a tenant when its ``tenant`` label is that tenant."""
+    to a tenant when its ``tenant`` label is that tenant or, without one, when its ``project`` label is
+    a project of that tenant (from its drift results, eval scores or experiments)."""
     limit, offset = _limit(limit, offset)
     params: dict[str, Any] = {"limit": limit, "offset": offset}
-    where = "1" + _tenant_clause(scope, params, "labels['tenant']")
+    where = "1"
+    if scope.tenant is not None:
+        # Alerts carry a tenant label when their rule has one; otherwise they belong to the tenant
+        # whose drift results / eval scores / experiments use the alert's project.
+        params["scope_tenant"] = scope.tenant
+        where += (" AND (labels['tenant'] = %(scope_tenant)s OR (labels['tenant'] = '' AND labels['project'] IN ("
+                  "SELECT DISTINCT project FROM drift_results WHERE tenant = %(scope_tenant)s UNION DISTINCT "
+                  "SELECT DISTINCT project FROM eval_scores WHERE tenant = %(scope_tenant)s UNION DISTINCT "
+                  "SELECT DISTINCT project FROM experiments WHERE tenant = %(scope_tenant)s)))")
     if scope.project:
         params["scope_project"] = scope.project
         where += " AND labels['project'] = %(scope_project)s"

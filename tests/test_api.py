@@ -72,7 +72,9 @@ def seed(storage):
                           {"summary": "drifted"}, 0.25, T0, T0],
                          ["FeatureDrift", "fp1", "resolved", {"tenant": "t1", "project": "p1", "feature": "amount"},
                           {"summary": "drifted"}, 0.05, T0, T0 + timedelta(minutes=5)],
-                         ["HighHallucinationRate", "fp2", "firing", {"tenant": "t1", "project": "p1"}, {}, 0.7, T0,
+                         ["HighHallucinationRate", "fp2", "firing", {"project": "p1"}, {}, 0.7, T0,
+                          T0 + timedelta(minutes=1)],
+                         ["HighHallucinationRate", "fp3", "firing", {"project": "p9"}, {}, 0.9, T0,
                           T0 + timedelta(minutes=1)]])
     return storage
 
@@ -159,10 +161,11 @@ def test_drift_scores_alerts(client):
     sc = client.get("/api/v1/scores", params={"name": "hallucination"}).json()
     assert [s["entity_id"] for s in sc["items"]] == ["a3"] and sc["summary"][0]["mean"] == pytest.approx(0.8)
     current = client.get("/api/v1/alerts").json()["items"]
-    assert {(a["fingerprint"], a["status"]) for a in current} == {("fp1", "resolved"), ("fp2", "firing")}
-    assert [a["fingerprint"] for a in client.get("/api/v1/alerts", params={"status": "firing"}).json()["items"]] == \
-        ["fp2"]
-    assert len(client.get("/api/v1/alerts", params={"history": True}).json()["items"]) == 3
+    assert {(a["fingerprint"], a["status"]) for a in current} == {("fp1", "resolved"), ("fp2", "firing"),
+                                                                   ("fp3", "firing")}
+    assert sorted(a["fingerprint"] for a in client.get("/api/v1/alerts", params={"status": "firing"}).json()["items"]) \
+        == ["fp2", "fp3"]
+    assert len(client.get("/api/v1/alerts", params={"history": True}).json()["items"]) == 4
 
 
 def test_sql_endpoint_read_only(client):
@@ -187,7 +190,8 @@ def test_keys_scope_tenant_and_project(seeded, monkeypatch):
     assert ids_of(c.get("/api/v1/traces", headers=p2).json()) == [TC]
     assert c.get("/api/v1/traces", headers=p2, params={"project": "p1"}).status_code == 404
     assert c.get("/api/v1/experiments", headers=p2).json()["items"] == []
-    assert len(c.get("/api/v1/alerts", headers=t1).json()["items"]) == 2
+    # fp1 by its tenant label, fp2 by its project p1 (t1's drift results); not fp3 of an unknown project
+    assert sorted(a["fingerprint"] for a in c.get("/api/v1/alerts", headers=t1).json()["items"]) == ["fp1", "fp2"]
     assert c.get("/api/v1/alerts", headers=p2).json()["items"] == []
     # raw SQL cannot be scoped: only for tenants listed in ORBITWATCH_SQL_TENANTS
     assert c.post("/api/v1/sql", json={"query": "SELECT 1"}, headers=t1).status_code == 403
