@@ -9,19 +9,24 @@ Shape (one faust ``App`` per worker process, one agent per processor):
   consumer. Offsets are per (group, topic, partition) and processors read disjoint topics, so each
   processor still has its own committed position; workers started with the same ``--only`` set share
   the load (Kafka partitions = parallelism), a worker with a different set forms its own group.
-* **Batches.** ``stream.take_events(batch_size, within=batch_seconds)``; the events are converted to
+* **Batches.** ``stream.noack_take(batch_size, within=batch_seconds)``; the events are converted to
   :class:`~orbitwatch.processors.base.Message` and ``handle`` runs in a single executor thread
   (ClickHouse/chdb calls block).
-* **At-least-once, verified against faust's source.** ``take_events`` disables per-event acks and acks
-  the buffered events only when the agent asks for the *next* batch; faust commits only acked offsets
-  (``broker_commit_interval``). So the agent body does everything before asking again: ``handle``,
-  publish every emit and await its delivery (acks=all), persist the state snapshot. It never lets an
-  exception escape the loop — that would close the generator, whose ``finally`` acks the batch:
-  on :class:`~orbitwatch.processors.base.RetryableError` it backs off (0.5 s doubling to 30 s) and
-  re-delivers the same batch; on any other error it re-runs the batch one message at a time and sends
-  only the message that still fails to ``orbitwatch.dlq`` (header ``orbitwatch-error``). A crash
-  (SIGKILL) before the ack leaves the offsets uncommitted and Kafka re-delivers; processors write
-  idempotently (ReplacingMergeTree + insert dedup tokens), so replays are invisible to queries.
+* **At-least-once, verified against faust's source.** faust commits only *acked* offsets
+  (``broker_commit_interval``), contiguously. ``take``/``take_events`` ack the buffered events in a
+  ``finally`` — also when the agent is cancelled mid-batch at shutdown — so we use ``noack_take`` and
+  ack each event ourselves, only after ``handle`` returned and every emit was delivered (acks=all, the
+  runner's own idempotent producer). Until then: on
+  :class:`~orbitwatch.processors.base.RetryableError` the runner backs off (0.5 s doubling to 30 s) and
+  re-delivers the same batch; a publish failure (Kafka down) is retried without re-handling; any other
+  error re-runs the batch one message at a time and sends only the message that still fails to
+  ``orbitwatch.dlq`` (header ``orbitwatch-error``); on shutdown the in-flight batch stays unacked. A crash
+  (SIGKILL) leaves offsets uncommitted and Kafka re-delivers; processors write idempotently
+  (ReplacingMergeTree + insert dedup tokens), so replays are invisible to queries.
+  Known faust caveat (not fixable from here): during a rebalance faust skips *and acks* messages it had
+  fetched under the previous generation; if the partition comes back to the same worker and that worker
+  then crashes before re-processing them, its commit may have moved past them. The window is one
+  rebalance plus one crash; plain crashes and restarts (tested with SIGKILL) lose nothing.
 * **State.** ``snapshot()`` is stored after every batch/tick where it changed in a changelog-backed faust
   ``GlobalTable`` (``<app id>-orbitwatch_state-changelog``, 1 partition) under ``<processor>@<instance>``;
   on start, once table recovery completed, ``restore()`` gets it back before the first batch or tick.
@@ -84,6 +89,7 @@ class FaustRunner:
         self.id = app_id(processors, topic_prefix, group)
         self.bootstrap = bootstrap
         self._producer: Any = None
+        self._stopping = False
         self.app = faust.App(
             self.id,
             broker=[f"kafka://{b.strip()}" for b in bootstrap.split(",")],
@@ -120,13 +126,17 @@ class FaustRunner:
                                  value_serializer="raw")
 
         async def agent(stream: Any) -> None:
-            async for events in stream.take_events(self.batch_size, within=self.batch_seconds):
+            # noack_take: faust never acks these events by itself (take/take_events would ack them in a
+            # `finally`, i.e. also when the agent is cancelled mid-batch at shutdown); we ack each event
+            # only once handle + publish succeeded, and faust commits only acked offsets.
+            async for events in stream.noack_take(self.batch_size, within=self.batch_seconds):
                 await self._restore_once()
                 batch = [self._message(ev) for ev in events]
-                await self._run_batch(proc, batch)
+                await self._run_batch(proc, batch)  # returns only on success; raises CancelledError on stop
+                for ev in events:
+                    await stream.ack(ev)
                 for m in batch:
                     self._next_offset[(proc.name, m.topic, m.partition)] = m.offset + 1
-                # returning to take_events acks this batch; faust commits acked offsets
 
         agent.__name__ = f"agent_{proc.name}"
         agent.__qualname__ = agent.__name__
@@ -147,13 +157,13 @@ class FaustRunner:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _run_batch(self, proc: Processor, batch: list[Message]) -> None:
-        """handle + publish + snapshot, until it succeeded. Never raises (see module docstring)."""
+        """handle + publish + snapshot, until it succeeded (see module docstring). Raises only
+        CancelledError (shutdown), in which case the batch stays unacknowledged."""
         backoff = 0.5
         while True:
+            self._check_running()
             try:
                 emits = await self._call(proc.handle, batch)
-                await self._publish(proc, emits)
-                break
             except RetryableError as exc:
                 RETRIES.labels(proc.name).inc()
                 log.warning("%s: %s; retrying the same batch of %d in %.1fs", proc.name, exc, len(batch), backoff)
@@ -174,14 +184,23 @@ class FaustRunner:
                            {**m.headers, ERROR_HEADER: reason.encode()})
                 await self._publish_retrying(proc, [dlq])
                 break
+            else:
+                await self._publish_retrying(proc, emits)
+                break
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)
         BATCHES.labels(proc.name).inc()
         await self._save_state(proc)
 
+    def _check_running(self) -> None:
+        if self._stopping:
+            raise asyncio.CancelledError("runner is stopping; batch left unacknowledged for redelivery")
+
     async def _publish_retrying(self, proc: Processor, emits: list[Emit]) -> None:
+        """Publish until delivered (Kafka down → back off); the batch is not re-handled for this."""
         backoff = 0.5
         while True:
+            self._check_running()
             try:
                 await self._publish(proc, emits)
                 return
@@ -298,11 +317,13 @@ class FaustRunner:
         await self.app.start()
 
     async def stop(self) -> None:
+        self._stopping = True
         await self.app.stop()
         await self._stop_producer()
         self.executor.shutdown(wait=True)
 
     async def _on_shutdown(self, app: Any = None, **_: Any) -> None:
+        self._stopping = True
         await self._stop_producer()
 
     async def _stop_producer(self) -> None:
