@@ -96,3 +96,18 @@ def create_app(storage: Storage, auth: Any = None, *, status: Callable[[], dict[
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def make_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8080) -> Any:
+    """A uvicorn server that leaves SIGINT/SIGTERM to its owner (``up`` must drain the pipeline
+    before the API stops; stock uvicorn re-raises the signal after shutdown, killing the process)."""
+    import contextlib
+
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            yield
+
+    return _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False))

@@ -54,3 +54,33 @@ def test_unknown_ids_and_no_instance_are_one_line_errors(dsn, orbitwatch_cli):
     assert out.returncode == 2 and "not found" in out.stderr and "Traceback" not in out.stderr
     out = orbitwatch_cli("alerts", "--url", "http://127.0.0.1:9")
     assert out.returncode == 2 and "no orbitwatch API answers" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_orbitwatch_api_command_serves_a_clickhouse(dsn, tmp_path):
+    """``orbitwatch api --clickhouse DSN``: the query API alone (distributed mode's reader)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "orbitwatch.cli", "api", "--clickhouse", dsn, "--port", str(port),
+                             "--no-auth"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/traces?project=p1", timeout=2) as r:
+                    page = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
+                time.sleep(0.2)
+        assert [t["trace_id"] for t in page["items"]] == [TB, TA]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

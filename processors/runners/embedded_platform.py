@@ -138,22 +138,12 @@ class EmbeddedPlatform:
         return procs
 
     async def _start_api(self) -> None:
-        import uvicorn
-
-        from orbitwatch.api.app import create_app
+        from orbitwatch.api.app import create_app, make_server
 
         app = create_app(self.storage, self.auth, status=self.status, settings=self.settings)
-
-        class _Server(uvicorn.Server):
-            # The platform owns SIGINT/SIGTERM (it must drain before the API goes away).
-            @contextlib.contextmanager
-            def capture_signals(self):  # type: ignore[override]
-                yield
-
         sock = _bind(self.host, self.api_port or 0)
         self.api_port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        self._api_server = _Server(config)
+        self._api_server = make_server(app)
         self._api_task = asyncio.create_task(self._api_server.serve(sockets=[sock]), name="api")
         while not self._api_server.started:
             if self._api_task.done():

@@ -21,9 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
+    import asyncio
+    import signal
 
-    from orbitwatch.api.app import create_app
+    from orbitwatch.api.app import create_app, make_server
     from orbitwatch.cli import settings_from
     from orbitwatch.commands.up import _auth
     from orbitwatch.storage import Storage, migrate
@@ -36,9 +37,16 @@ def run(args: argparse.Namespace) -> int:
         migrate(storage)
     print(f"orbitwatch api: http://{args.host}:{args.port}/api/v1 (OpenAPI: /docs) over "
           f"{redact(settings.clickhouse_url)}; auth {note}", file=sys.stderr, flush=True)
+    server = make_server(create_app(storage, auth, settings=settings), args.host, args.port)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        await server.serve()
+
     try:
-        uvicorn.run(create_app(storage, auth, settings=settings), host=args.host, port=args.port,
-                    log_level="warning", access_log=False)
+        asyncio.run(serve())
     finally:
         storage.close()
     return 0
