@@ -129,8 +129,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def handle_seconds(url: str) -> dict[str, float]:
+    """Seconds each processor spent in handle() so far (the runner's Prometheus histogram)."""
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("orbitwatch_embedded_batch_seconds_sum{"):
+                name = line.split('processor="', 1)[1].split('"', 1)[0]
+                out[name] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def ingest(url: str, grpc: int, tmp: Path, kind: str, n: int, senders: int, up_pid: int
-           ) -> tuple[int, float, float, float]:
+           ) -> tuple[int, float, float, float, str]:
     """Send ``n`` spans of ``kind`` from ``senders`` processes; (spans, queryable/s, acked/s, spans per
     CPU-second of the up process)."""
     go = tmp / f"go-{kind}"
@@ -141,6 +152,7 @@ def ingest(url: str, grpc: int, tmp: Path, kind: str, n: int, senders: int, up_p
         assert p.stdout.readline().strip() == "ready"
     base = count(url)
     cpu0 = cpu_seconds(up_pid)
+    h0 = handle_seconds(url)
     go.touch()
     t0 = time.perf_counter()
     target = base + per * senders
@@ -150,10 +162,13 @@ def ingest(url: str, grpc: int, tmp: Path, kind: str, n: int, senders: int, up_p
         time.sleep(0.2)
     queryable_s = time.perf_counter() - t0
     cpu = cpu_seconds(up_pid) - cpu0
+    h1 = handle_seconds(url)
+    busy = ", ".join(f"{p} {h1[p] - h0.get(p, 0):.1f}" for p in h1 if h1[p] - h0.get(p, 0) >= 0.05)
     results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     acked = sum(r["acked"] for r in results)
     assert acked == per * senders, results
-    return acked, acked / queryable_s, acked / max(r["seconds"] for r in results), acked / cpu
+    return acked, acked / queryable_s, acked / max(r["seconds"] for r in results), acked / cpu, \
+        f"{queryable_s:.1f} s wall, {cpu:.1f} s up CPU, handle() s: {busy}"
 
 
 def settle(url: str, timeout: float = 120) -> None:
@@ -218,7 +233,7 @@ def main() -> int:
         up.wait(timeout=60)
         log.close()
     parts = [f"{kind} {n:,} spans: queryable {q:,.0f}/s vs acked {a:,.0f}/s (ratio {q / a:.2f}), "
-             f"{c:,.0f} spans per up-process CPU-second" for kind, (n, q, a, c) in figures.items()]
+             f"{c:,.0f} spans per up-process CPU-second ({b})" for kind, (n, q, a, c, b) in figures.items()]
     best = max((f[1] for f in figures.values()), default=0.0)
     print(f"embedded up, {args.senders} opentelemetry-sdk OTLP/gRPC exporter processes -> one up process: "
           + "; ".join(parts) + f" (target 20,000/s: {best / 20_000:.2f}x); GET trace by id over {args.stored:,} "

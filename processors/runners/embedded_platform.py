@@ -110,7 +110,9 @@ class EmbeddedPlatform:
         self.bus = EmbeddedBus(self.data_dir / "bus" if self.persist_bus else None,
                                prefix=self.settings.topic_prefix, max_queue_records=self.max_queue_records,
                                max_queue_bytes=self.max_queue_bytes)
-        self.runner = EmbeddedRunner(self.bus, procs, self.data_dir / "state")
+        # linger: how long a consumer waits for a fuller batch (fewer, larger ClickHouse inserts)
+        linger = float(os.environ.get("ORBITWATCH_EMBEDDED_LINGER", "0.1"))
+        self.runner = EmbeddedRunner(self.bus, procs, self.data_dir / "state", linger=linger)
         await self.runner.start()
         if self.auth is None:
             self.auth = Auth.disabled()
