@@ -98,6 +98,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _call_close(close: Any, grace: float) -> Any:
+    """``close(grace)`` when the processor's close takes a time budget (drain / wait seconds)."""
+    import inspect
+    try:
+        params = [p for p in inspect.signature(close).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return close(grace) if params else close()
+
+
 class _Driver:
     """One processor's consumer loop."""
 
@@ -249,6 +260,7 @@ class EmbeddedRunner:
         self.linger = linger
         self.stopping = False
         self.abandon_retries = False
+        self.close_grace = 5.0  # seconds a processor's optional close() may take to flush
         self.drivers = [_Driver(self, p) for p in processors]
         self._executor = ThreadPoolExecutor(max_workers=threads or max(2, len(processors)),
                                             thread_name_prefix="orbitwatch-proc")
@@ -305,15 +317,17 @@ class EmbeddedRunner:
                 d.task.cancel()
         await asyncio.gather(*(d.task for d in self.drivers if d.task is not None), return_exceptions=True)
         for d in self.drivers:
+            close = getattr(d.proc, "close", None)
+            if callable(close):  # optional: flush in-flight work (evals: judge calls; alerts: the outbox)
+                try:
+                    emits = await self.call(_call_close, close, self.close_grace)
+                    if emits:  # consumers have stopped: these stay in the bus log for the next start
+                        await asyncio.wait_for(self.publish(d.name, list(emits)), 10)
+                except Exception:
+                    log.exception("processor %s: close failed", d.name)
             try:
                 await d.checkpoint()
             except Exception:
                 log.exception("processor %s: final checkpoint failed", d.name)
-            close = getattr(d.proc, "close", None)
-            if callable(close):
-                try:
-                    await self.call(close)
-                except Exception:
-                    log.exception("processor %s: close failed", d.name)
         self._executor.shutdown(wait=True)
         return drained
