@@ -230,3 +230,33 @@ async def test_gateway_answers_429_and_resource_exhausted_when_the_bus_is_full()
         assert bus.pending("slow-sink", ["otlp.traces"]) == 1
     finally:
         await gw.stop(0)
+
+
+class Closer(Doubler):
+    """Has in-flight work at shutdown: close(grace) returns one last emit."""
+
+    name = "closer"
+
+    def close(self, grace: float) -> list[Emit]:
+        assert grace > 0
+        return [Emit(topic="out", value=b"999")]
+
+
+async def test_close_emits_survive_the_stop_and_reach_consumers_after_restart(tmp_path):
+    bus = EmbeddedBus(tmp_path / "bus")
+    c = Collector()
+    runner = EmbeddedRunner(bus, [Closer(), c], tmp_path / "state")
+    await runner.start()
+    await bus.publish("in", [(None, b"1", {})])
+    await _until(lambda: len(c.got) == 1)
+    await runner.stop()
+    bus.close()
+    bus2 = EmbeddedBus(tmp_path / "bus")
+    c2 = Collector()
+    closer = Closer()
+    runner2 = EmbeddedRunner(bus2, [closer, c2], tmp_path / "state")
+    await runner2.start()
+    await _until(lambda: [v for _, v, _ in c2.got] == [b"999"])
+    assert closer.seen == []  # its input was committed before the stop: not handled again
+    await runner2.stop()
+    bus2.close()
