@@ -28,9 +28,10 @@ OPTIONAL_ROUTERS = ("orbitwatch.api.routes_evals", "orbitwatch.api.routes_alerts
 
 
 def create_app(storage: Storage, auth: Any = None, *, status: Callable[[], dict[str, Any]] | None = None,
-               settings: Any = None) -> FastAPI:
+               settings: Any = None, registries: tuple[Any, ...] = ()) -> FastAPI:
     """Build the app over ``storage``; ``auth`` is the gateway's Auth (None = no auth);
-    ``status`` adds live figures (bus queues, processors) to ``/api/v1/status``."""
+    ``status`` adds live figures (bus queues, processors) to ``/api/v1/status``; ``/metrics`` serves
+    the default Prometheus registry plus ``registries`` (the embedded gateway's own)."""
     from orbitwatch import __version__
     from orbitwatch.api import routes_experiments, routes_monitoring, routes_sql, routes_traces
 
@@ -93,7 +94,8 @@ def create_app(storage: Storage, auth: Any = None, *, status: Callable[[], dict[
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> PlainTextResponse:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+        text = generate_latest().decode() + "".join(generate_latest(r).decode() for r in registries)
+        return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -188,6 +188,11 @@ def test_up_demo_api_cli_restart(tmp_path):
         out = up.cli("drift", "churn-predictor")
         assert "drifted features: monthly_charges" in out
         assert "FeatureDrift" in up.cli("alerts")
+        with urllib.request.urlopen(f"{up.url}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        assert 'orbitwatch_bus_published_records_total{topic="otlp.traces"}' in metrics
+        assert 'orbitwatch_embedded_handled_records_total{processor="sink"}' in metrics
+        assert "orbitwatch_gateway_items_accepted_total" in metrics
         sql = json.loads(up.cli("sql", "SELECT count() AS n FROM experiment_metrics FINAL", "--format", "json"))
         assert sql == [{"n": 288}]
     finally:

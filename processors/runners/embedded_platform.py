@@ -142,7 +142,8 @@ class EmbeddedPlatform:
     async def _start_api(self) -> None:
         from orbitwatch.api.app import create_app, make_server
 
-        app = create_app(self.storage, self.auth, status=self.status, settings=self.settings)
+        app = create_app(self.storage, self.auth, status=self.status, settings=self.settings,
+                         registries=(self.gateway.metrics.registry,))
         sock = _bind(self.host, self.api_port or 0)
         self.api_port = sock.getsockname()[1]
         self._api_server = make_server(app)
