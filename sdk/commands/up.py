@@ -106,7 +106,10 @@ async def _serve(settings, args: argparse.Namespace, auth, auth_note: str) -> in
           + (f"; replaying {replayed} records acknowledged before the last stop" if replayed else ""),
           flush=True)
     demo_task = None
-    if args.demo:
+    if args.demo and auth.enabled and not settings.api_key:
+        print("orbitwatch up: --demo skipped: API keys are required here, set ORBITWATCH_API_KEY to one of them",
+              file=sys.stderr, flush=True)
+    elif args.demo:
         demo_task = asyncio.create_task(_run_demo(settings, host, platform))
     await stop.wait()
     if demo_task is not None and not demo_task.done():
