@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                     "also ORBITWATCH_API_KEYS_FILE / ORBITWATCH_API_KEYS")
     p.add_argument("--demo", action="store_true", help="send the demo telemetry to this instance, print a summary "
                                                        "of what landed, and keep serving")
+    p.add_argument("--no-online-evals", action="store_true",
+                   help="do not score every LLM span with the local RAG metrics by default "
+                        "(same as ORBITWATCH_EVAL_DEFAULT=off; a rules file ORBITWATCH_EVAL_RULES still applies)")
     p.add_argument("--drain-timeout", type=float, default=30.0,
                    help="seconds to drain queues on Ctrl-C/SIGTERM before stopping (default 30)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -51,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     auth, auth_note = _auth(args)
+    if args.no_online_evals:
+        import os
+        os.environ["ORBITWATCH_EVAL_DEFAULT"] = "off"  # read by the eval processor's build()
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("uvicorn", "aiohttp.access", "httpx"):
