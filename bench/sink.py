@@ -139,8 +139,8 @@ async def bench_sink(msgs: list[bytes], storage: Storage, bootstrap: str) -> tup
     written = M.ROWS_WRITTEN.labels("spans")
     base = written._value.get()
     handle_base = M.BATCH_SECONDS._sum.get()
-    runner = FaustRunner([SinkProcessor(storage)], bootstrap=bootstrap, topic_prefix=prefix, batch_size=200,
-                         batch_seconds=0.5, datadir=tempfile.mkdtemp(prefix="bench-faust-"))
+    runner = FaustRunner([SinkProcessor(storage)], bootstrap=bootstrap, topic_prefix=prefix, batch_size=1000,
+                         batch_seconds=1.0, datadir=tempfile.mkdtemp(prefix="bench-faust-"))
     await runner.start()
     first = last = None
     try:
@@ -183,7 +183,7 @@ def main() -> None:
     stored = storage.scalar("SELECT count() FROM spans FINAL")
     storage.close()
     assert stored == total, f"stored {stored} of {total}"
-    print(f"sink {sink:,.0f} spans/s per worker (target 50,000; {total:,} spans, 30% LLM, faust+chdb; "
+    print(f"sink {sink:,.0f} spans/s per worker (target 50,000; {total:,} spans, 30% LLM, faust+chdb, worker defaults; "
           f"{sink_cpu:,.0f} spans per CPU-second of the worker process) | "
           f"decode-only {decode:,.0f}/s, decode+normalise {full_decode:,.0f}/s, normalise-only {norm:,.0f}/s, "
           f"insert-only {insert:,.0f}/s, handle() {handle_share:.0%} of sink wall time | baseline protobuf parse {parse:,.0f}/s; sink = {sink / parse:.2f}x "

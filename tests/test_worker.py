@@ -286,6 +286,12 @@ async def test_sdk_track_through_gateway_to_llm_columns(kafka, runner_env, stora
     assert "why?" in llm["input"] and "answer" in llm["output"]
     assert (llm["session_id"], llm["user_id"], llm["tenant"], llm["project"]) == ("sess-1", "u1", "acme", "shop")
     assert rows["pipeline"]["span_type"] == "general" and llm["parent_span_id"] == rows["pipeline"]["span_id"]
+    # the LLM span was re-published for the evals processor, keyed by trace id, tenant in the header
+    from orbitwatch.schemas import envelope
+    (rec,) = await _read_all(kafka.bootstrap, f"{prefix}orbitwatch.llm_spans", 1)
+    span = envelope.decode(rec.value)
+    assert (span.span_name, span.model, span.input_tokens) == ("ask", "gpt-4o-mini", 1000)
+    assert rec.key == llm["trace_id"].encode() and dict(rec.headers)[A.TENANT_HEADER] == b"acme"
 
 
 def test_worker_cli_rejects_unknown_processor_with_one_line(orbitwatch_cli, kafka, tmp_path):
@@ -354,3 +360,8 @@ async def test_sdk_experiment_and_monitored_model_through_gateway(kafka, runner_
     assert (pred["model"], pred["model_version"], pred["prediction"], pred["label"]) == ("churn", "v1", "yes", "no")
     assert list(storage.scalar("SELECT numeric_values FROM reference_features FINAL WHERE feature = 'age'")) == [
         20.0, 30.0, 40.0]
+    # drift gets reference, prediction and label envelopes keyed project/model/version
+    from orbitwatch.schemas import envelope
+    recs = await _read_all(kafka.bootstrap, f"{prefix}orbitwatch.predictions", 3)
+    assert sorted(type(envelope.decode(x.value)).__name__ for x in recs) == ["Label", "Prediction", "ReferenceFeature"]
+    assert {x.key for x in recs} == {b"exp-project/churn/v1"}
