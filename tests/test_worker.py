@@ -261,8 +261,9 @@ async def test_sdk_track_through_gateway_to_llm_columns(kafka, runner_env, stora
         def ask(question: str) -> str:
             orbitwatch.update_current_span(model="gpt-4o-mini", provider="openai",
                                            usage={"prompt_tokens": 1000, "completion_tokens": 100},
-                                           context=["doc"])
-            orbitwatch.update_current_trace(session_id="sess-1", user_id="u1")
+                                           context=["doc"], feedback_scores=[{"name": "helpful", "value": 1.0}])
+            orbitwatch.update_current_trace(session_id="sess-1", user_id="u1",
+                                            feedback_scores=[{"name": "thumbs", "value": 0.0, "reason": "meh"}])
             return "answer"
 
         @orbitwatch.track(name="pipeline")
@@ -271,11 +272,11 @@ async def test_sdk_track_through_gateway_to_llm_columns(kafka, runner_env, stora
 
         pipeline()
         assert await asyncio.get_running_loop().run_in_executor(None, orbitwatch.flush, 10.0)
-        rows = await _until(lambda: storage.query_dicts("SELECT * FROM spans FINAL ORDER BY span_name") or None)
-        rows = {r["span_name"]: r for r in rows} if len(rows) == 2 else None
-        if rows is None:
-            rows = {r["span_name"]: r for r in await _until(
-                lambda: (lambda x: x if len(x) == 2 else None)(storage.query_dicts("SELECT * FROM spans FINAL")))}
+        rows = {r["span_name"]: r for r in await _until(
+            lambda: (lambda x: x if len(x) == 2 else None)(storage.query_dicts("SELECT * FROM spans FINAL")))}
+        scores = await _until(lambda: (lambda x: x if len(x) == 2 else None)(storage.query_dicts(
+            "SELECT entity_type, entity_id, name, value, reason, source, tenant, project FROM eval_scores FINAL "
+            "ORDER BY name")))
     finally:
         await runner.stop()
         await gw.stop(grace=1)
@@ -286,6 +287,9 @@ async def test_sdk_track_through_gateway_to_llm_columns(kafka, runner_env, stora
     assert "why?" in llm["input"] and "answer" in llm["output"]
     assert (llm["session_id"], llm["user_id"], llm["tenant"], llm["project"]) == ("sess-1", "u1", "acme", "shop")
     assert rows["pipeline"]["span_type"] == "general" and llm["parent_span_id"] == rows["pipeline"]["span_id"]
+    # span feedback (attribute on the span) and trace feedback (a `feedback` record span) → eval_scores
+    assert [(s["entity_type"], s["entity_id"], s["name"], s["value"], s["source"], s["tenant"]) for s in scores] == [
+        ("span", llm["span_id"], "helpful", 1.0, "sdk", "acme"), ("trace", llm["trace_id"], "thumbs", 0.0, "sdk", "acme")]
     # the LLM span was re-published for the evals processor, keyed by trace id, tenant in the header
     from orbitwatch.schemas import envelope
     (rec,) = await _read_all(kafka.bootstrap, f"{prefix}orbitwatch.llm_spans", 1)
