@@ -5,8 +5,9 @@
                               query API (FastAPI/uvicorn)  ←  Storage(chdb:///<data dir>/clickhouse)
 
 The same classes run distributed (gateway → Kafka → faust workers → ClickHouse server); only the
-bus and the runner differ. One :class:`~orbitwatch.storage.Storage` is shared by the processors and
-the API because a chdb directory has exactly one owner process (the CLI reaches it through the API).
+bus and the runner differ. A chdb directory has exactly one owner process (the CLI reaches it
+through the API); inside it the processors share one client and the API has a second one, so
+queries run concurrently with the sink's inserts.
 
 Shutdown order (SIGINT/SIGTERM): receivers stop accepting and finish in-flight requests → the runner
 drains every queue (emits included) and checkpoints each processor → the API stops → bus logs are
@@ -73,6 +74,7 @@ class EmbeddedPlatform:
         self.max_queue_bytes = max_queue_bytes
         self.persist_bus = persist_bus
         self.storage: Any = None
+        self.api_storage: Any = None
         self.bus: Any = None
         self.runner: Any = None
         self.gateway: Any = None
@@ -141,8 +143,13 @@ class EmbeddedPlatform:
 
     async def _start_api(self) -> None:
         from orbitwatch.api.app import create_app, make_server
+        from orbitwatch.storage import Storage
 
-        app = create_app(self.storage, self.auth, status=self.status, settings=self.settings,
+        # The API gets its own client on the same engine: the Storage lock serialises calls per client,
+        # so a query would otherwise wait behind the sink's inserts (and a long SQL query would stall
+        # ingestion). chdb runs queries of two clients of one directory concurrently.
+        self.api_storage = await asyncio.get_running_loop().run_in_executor(None, Storage, self.settings.clickhouse_url)
+        app = create_app(self.api_storage, self.auth, status=self.status, settings=self.settings,
                          registries=(self.gateway.metrics.registry,))
         sock = _bind(self.host, self.api_port or 0)
         self.api_port = sock.getsockname()[1]
@@ -174,6 +181,7 @@ class EmbeddedPlatform:
                 await asyncio.wait_for(self._api_task, 10)
         if self.bus is not None:
             self.bus.close()
-        if self.storage is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.storage.close)
+        for st in (self.api_storage, self.storage):
+            if st is not None:
+                await asyncio.get_running_loop().run_in_executor(None, st.close)
         return drained
