@@ -7,9 +7,11 @@ drive it. Per ``handle(batch)``:
 1. decode every message once (:mod:`.decode`), normalising LLM spans (:mod:`.normalise`) and
    collecting SDK records (:mod:`.records`). A message that does not decode becomes a DLQ emit
    (topic ``orbitwatch.dlq``, header ``orbitwatch-error`` = reason) and the batch continues;
-2. insert each table column-wise in chunks of ``max_rows`` with an ``insert_deduplication_token``
-   derived from the batch's (topic, partition, first offset, last offset) ranges and a digest of
-   the message bytes, so re-delivering the same batch is a no-op even before ``FINAL`` merges;
+2. insert each table column-wise in chunks of ``max_rows`` — full chunks on a writer thread while the
+   next messages decode (the ClickHouse engine releases the GIL) — each with an
+   ``insert_deduplication_token`` derived from the batch's (topic, partition, first offset, last offset)
+   ranges, the chunk number and a checksum of the message bytes, so re-delivering the same batch is a
+   no-op even before ``FINAL`` merges;
 3. return the emits: DLQ records, decoded Prediction/Label/ReferenceFeature envelopes for the drift
    processor (``orbitwatch.predictions``, key ``project/model/version``) and normalised LLM /
    retriever span rows for the evals processor (``orbitwatch.llm_spans``, key trace id).
