@@ -237,6 +237,8 @@ def main() -> int:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=60)
         log.close()
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
     parts = [f"{kind} {n:,} spans: queryable {q:,.0f}/s vs acked {a:,.0f}/s (ratio {q / a:.2f}), "
              f"{c:,.0f} spans per up-process CPU-second ({b})" for kind, (n, q, a, c, b) in figures.items()]
     best = max((f[1] for f in figures.values()), default=0.0)
