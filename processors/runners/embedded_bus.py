@@ -147,7 +147,7 @@ class EmbeddedBus:
         """Append ``(key, value, headers)`` records; ``PublishOverloaded`` when the queue is full."""
         if self.closed:
             raise PublishUnavailable(1.0, "orbitwatch is shutting down")
-        self._append(self._name(topic), [self._record(r) for r in records], refuse_when_full=True)
+        self._append(self._name(topic), [self._record(r) for r in records], external=True)
 
     async def start(self) -> None:  # Publisher lifecycle hooks, for symmetry with the Kafka publisher
         return None
@@ -168,7 +168,7 @@ class EmbeddedBus:
         name = self._name(topic)
         while True:
             try:
-                self._append(name, records, refuse_when_full=True)
+                self._append(name, records, external=False)
                 return
             except PublishOverloaded:
                 self._room.clear()
@@ -185,7 +185,9 @@ class EmbeddedBus:
         return LogRecord(value=bytes(value), key=bytes(key) if key is not None else None,
                          headers=_headers(rest[0] if rest else None), timestamp_ms=int(time.time() * 1000))
 
-    def _append(self, name: str, records: list[LogRecord], refuse_when_full: bool) -> None:
+    def _append(self, name: str, records: list[LogRecord], external: bool) -> None:
+        """Append or raise PublishOverloaded when the topic's queue has no room (an empty queue
+        always takes the batch, so one oversized batch cannot wedge a topic)."""
         if not records:
             return
         t = self._topics.get(name)
@@ -193,11 +195,11 @@ class EmbeddedBus:
             UNROUTED.labels(name).inc(len(records))
             return
         size = sum(r.size() for r in records)
-        if refuse_when_full and t.records and (len(t.records) + len(records) > self.max_records
-                                               or t.bytes + size > self.max_bytes):
-            OVERLOADED.labels(name).inc()
-            raise PublishOverloaded(self.retry_after_s, f"queue of {name} is full ({len(t.records)} records, {t.bytes} bytes); "
-                                    "retry later")
+        if t.records and (len(t.records) + len(records) > self.max_records or t.bytes + size > self.max_bytes):
+            if external:
+                OVERLOADED.labels(name).inc()
+            raise PublishOverloaded(self.retry_after_s,
+                                    f"queue of {name} is full ({len(t.records)} records, {t.bytes} bytes); retry later")
         if t.log is not None:
             t.log.append(records)  # on disk (page cache) before we acknowledge
         t.records.extend(records)
