@@ -2,8 +2,8 @@
 in-process bus exactly as the Kafka runner drives them over Kafka.
 
 Per processor: one consumer over its input topics with its own positions; batches of up to
-``max_batch`` records (waiting up to ``linger`` seconds for a fuller batch, so ClickHouse gets few,
-large inserts); ``handle`` in an executor thread (it blocks on ClickHouse); the returned emits are
+``max_batch`` records (when fewer than ``min_batch`` wait, it first lingers ``linger`` seconds for a
+fuller batch, so ClickHouse gets few, large inserts); ``handle`` in an executor thread (it blocks on ClickHouse); the returned emits are
 published back onto the bus *before* the input offsets advance (at-least-once, like Kafka);
 ``tick(now)`` every ``tick_interval`` seconds; and every ``checkpoint_interval`` seconds a checkpoint
 ``{"offsets": ..., "state": processor.snapshot()}`` written atomically (temp file + fsync + rename)
@@ -178,8 +178,8 @@ class _Driver:
             timeout = max(0.01, r.tick_interval - (time.monotonic() - self.last_tick))
             await bus.wait(self.name, timeout)
             return
-        if r.linger and bus.pending(self.name, self.topics) < r.max_batch:
-            await asyncio.sleep(r.linger)
+        if r.linger and bus.pending(self.name, self.topics) < r.min_batch:
+            await asyncio.sleep(r.linger)  # a trickle: wait a little for a fuller batch
         batch = bus.poll(self.name, self.topics, r.max_batch)
         if batch:
             await self.handle(batch)
@@ -253,7 +253,7 @@ class EmbeddedRunner:
 
     def __init__(self, bus: EmbeddedBus, processors: list[Processor], state_dir: Path | None = None, *,
                  tick_interval: float = 1.0, checkpoint_interval: float = 1.0, max_batch: int = 500,
-                 linger: float = 0.05, threads: int | None = None) -> None:
+                 min_batch: int = 8, linger: float = 0.05, threads: int | None = None) -> None:
         names = [p.name for p in processors]
         if len(set(names)) != len(names):
             raise ValueError(f"processor names must be unique, got {names}")
@@ -262,6 +262,7 @@ class EmbeddedRunner:
         self.tick_interval = tick_interval
         self.checkpoint_interval = checkpoint_interval
         self.max_batch = max_batch
+        self.min_batch = min_batch
         self.linger = linger
         self.stopping = False
         self.abandon_retries = False
