@@ -313,3 +313,28 @@ def test_price_table_override_and_lookup(tmp_path, monkeypatch):
     f.write_text('{"bad": "cheap"}')
     with pytest.raises(PriceTableError, match="bad"):
         PriceTable.load()
+
+
+def _log_request(ts: int, body: str):
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    req = ExportLogsServiceRequest()
+    rec = req.resource_logs.add().scope_logs.add().log_records.add(time_unix_nano=ts)
+    rec.body.string_value = body
+    return req
+
+
+def test_rows_clickhouse_refuses_raise_a_non_retryable_data_error(sink, storage):
+    """A value no ClickHouse column can hold (a log time past 2262) is a data error, not an outage:
+    retrying could never succeed, so the runner must not back off forever but DLQ the message."""
+    from orbitwatch.processors.sink import SinkDataError
+    with pytest.raises(SinkDataError, match="logs"):
+        sink.handle([msg(_log_request(2**64 - 1, "from the far future"), topic="otlp.logs")])
+    sink.handle([msg(_log_request(T0, "fine"), topic="otlp.logs", offset=1)])
+    assert storage.query("SELECT body FROM logs")[1] == [("fine",)]
+
+
+def test_surrogates_smuggled_through_json_tags_are_stored_not_fatal(sink, storage):
+    spans = [{"trace_id": "98" * 16, "span_id": "76" * 8, "name": "s",
+              "attrs": {A.TAGS: '["ok", "bad\\ud800"]', A.SESSION_ID: "s1"}}]
+    sink.handle([msg(request(spans))])
+    assert list(storage.scalar("SELECT tags FROM spans FINAL")) == ["ok", "bad?"]

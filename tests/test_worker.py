@@ -369,3 +369,25 @@ async def test_sdk_experiment_and_monitored_model_through_gateway(kafka, runner_
     recs = await _read_all(kafka.bootstrap, f"{prefix}orbitwatch.predictions", 3)
     assert sorted(type(envelope.decode(x.value)).__name__ for x in recs) == ["Label", "Prediction", "ReferenceFeature"]
     assert {x.key for x in recs} == {b"exp-project/churn/v1"}
+
+
+async def test_runner_dlqs_the_one_message_clickhouse_refuses_and_stores_the_rest(kafka, runner_env, storage,
+                                                                                   tmp_path):
+    from tests.test_sink import _log_request
+    from tests.test_sink_builders import NOW_NS
+    prefix, producer = runner_env
+    topic = f"{prefix}otlp.logs"
+    runner = _runner(kafka, prefix, storage, tmp_path)
+    await runner.start()
+    try:
+        for ts, body in ((NOW_NS, "one"), (2**64 - 1, "poison"), (NOW_NS, "two")):
+            await producer.send(topic, _log_request(ts, body).SerializeToString(), key=b"svc", partition=0)
+        await producer.flush()
+        await _until(lambda: storage.scalar("SELECT count() FROM logs") == 2)
+        (dead,) = await _read_all(kafka.bootstrap, f"{prefix}orbitwatch.dlq", 1)
+        await _wait_committed(kafka.bootstrap, runner.id, topic, timeout=30)
+    finally:
+        await runner.stop()
+    assert sorted(r[0] for r in storage.query("SELECT body FROM logs")[1]) == ["one", "two"]
+    assert dict(dead.headers)[ERROR_HEADER].startswith(b"sink failed: SinkDataError: logs")
+    assert dead.key == b"otlp.logs/0/1"

@@ -208,8 +208,10 @@ class SinkProcessor:
             tok = f"{token}:{table}:{chunk}.{i}" if token else None
             try:
                 self.storage.insert_columns(table, names, part, dedup_token=tok)
-            except StorageError:
+            except StorageError as exc:
                 M.INSERT_ERRORS.labels(table).inc()
+                if is_data_error(exc):
+                    raise SinkDataError(f"{table}: rows ClickHouse refuses: {exc}") from exc
                 raise
             M.ROWS_WRITTEN.labels(table).inc(len(part[0]))
 
@@ -220,6 +222,35 @@ class SinkProcessor:
         if A.TENANT_HEADER in msg.headers:
             headers[A.TENANT_HEADER] = msg.headers[A.TENANT_HEADER]
         return Emit(DLQ_TOPIC, msg.value, source.encode(), headers)
+
+
+class SinkDataError(ValueError):
+    """ClickHouse refuses rows of this batch for what they contain (not because it is down).
+
+    Not a :class:`RetryableError` — retrying would never succeed and would stall the stream. The
+    runner re-runs the batch one message at a time, stores the good ones and sends the offending
+    message to the DLQ with this reason.
+    """
+
+
+# ClickHouse error codes that mean "this data cannot be stored" rather than "try again later"
+_DATA_ERROR_CODES = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 130, 190, 321, 407})
+
+
+def is_data_error(exc: StorageError) -> bool:
+    """True when the insert failed because of the rows themselves (encoding, range, type), so a retry
+    cannot help; False for connectivity, missing tables, timeouts and anything unknown (retry)."""
+    import re
+    import struct
+
+    from clickhouse_connect.driver import exceptions as cce
+    cause = exc.__cause__
+    if cause is None or isinstance(cause, cce.OperationalError):
+        return False
+    if isinstance(cause, (cce.DataError, UnicodeError, TypeError, OverflowError, struct.error)):
+        return True
+    m = re.search(r"Code: (\d+)", str(cause))
+    return bool(m and int(m.group(1)) in _DATA_ERROR_CODES)
 
 
 class _ChunkWriter:
@@ -247,7 +278,7 @@ class _ChunkWriter:
             if exc is not None and error is None:
                 error = exc
         if error is not None and raise_errors:
-            if isinstance(error, StorageError):
+            if isinstance(error, (StorageError, SinkDataError)):
                 raise error
             raise StorageError(f"insert failed: {error!r}") from error
 

@@ -231,6 +231,7 @@ def decode_metrics(data: bytes, tenant: str, out: dict[str, Columns]) -> tuple[i
     return stored, skipped
 
 
+_MAX_NS = 2**63 - 1
 # shared by every row without events/links/tags; never mutated (rows that have some get their own lists)
 _EMPTY: list[Any] = []
 
@@ -287,6 +288,8 @@ def decode_traces(data: bytes, tenant: str, header_project: str, default_project
                 row = len(c_ts)
                 start = s.start_time_unix_nano
                 end = s.end_time_unix_nano
+                if start > _MAX_NS:  # DateTime64(9) ends in 2262; clamp instead of failing the insert
+                    start = end = _MAX_NS
                 c_ts.append(start)
                 c_tid.append(s.trace_id.hex())
                 c_sid.append(s.span_id.hex())
@@ -304,7 +307,8 @@ def decode_traces(data: bytes, tenant: str, header_project: str, default_project
                 c_project.append(project)
                 ev_list = None
                 if s.events:
-                    ev_list = [(e.time_unix_nano, e.name, attrs_to_dict(e.attributes)) for e in s.events]
+                    ev_list = [(min(e.time_unix_nano, _MAX_NS), e.name, attrs_to_dict(e.attributes))
+                               for e in s.events]
                     with_events.append((row, ev_list))
                 if s.links:
                     with_links.append((row, s.links))

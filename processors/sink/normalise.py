@@ -18,6 +18,7 @@ The hot path is a plain span with none of these: a handful of dict lookups decid
 from __future__ import annotations
 
 import json
+import math
 from typing import NamedTuple
 
 from orbitwatch.processors.sink.prices import PriceTable
@@ -118,8 +119,17 @@ def _json_list(v: str | None) -> list[str]:
     except ValueError:
         return [t.strip() for t in v.split(",") if t.strip()]
     if isinstance(obj, list):
-        return [str(x) for x in obj]
-    return [str(obj)]
+        return [_clean(str(x)) for x in obj]
+    return [_clean(str(obj))]
+
+
+def _clean(s: str) -> str:
+    """JSON escapes can smuggle lone surrogates ("\\ud800") that no UTF-8 encoder accepts."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "replace").decode("utf-8")
 
 
 def _event_content(events: list[tuple[str, dict[str, str]]] | None, names: tuple[str, ...], keys: tuple[str, ...]
@@ -232,9 +242,10 @@ def _float(v: str | None) -> float:
     if not v:
         return 0.0
     try:
-        return float(v)
+        f = float(v)
     except ValueError:
         return 0.0
+    return f if math.isfinite(f) else 0.0
 
 
 def _maybe_json(v: str) -> object:
