@@ -319,22 +319,37 @@ def _dt(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
+_ISO_SECONDS: dict[int, str] = {}
+
+
 def _iso(ns: int) -> str:
     secs, rem = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1000:06d}Z"
+    prefix = _ISO_SECONDS.get(secs)
+    if prefix is None:  # spans of a batch share a few seconds: format each second once
+        if len(_ISO_SECONDS) > 4096:
+            _ISO_SECONDS.clear()
+        prefix = _ISO_SECONDS[secs] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return f"{prefix}.{rem // 1000:06d}Z"
+
+
+_PLAIN = tuple((name, i) for i, name in enumerate(SPAN_COLUMNS) if "." not in name)
+_EV = tuple(SPAN_COLUMNS.index(n) for n in ("events.timestamp", "events.name", "events.attributes"))
+_LK = tuple(SPAN_COLUMNS.index(n) for n in ("links.trace_id", "links.span_id", "links.trace_state",
+                                             "links.attributes"))
 
 
 def span_envelope(spans: Columns, i: int) -> bytes:
     """Row ``i`` of the span columns as a ``span`` envelope (what :func:`envelope.encode` of the
     :class:`SpanRow` would give, built straight from the columns: no pydantic round trip on the hot path)."""
-    v = {name: col[i] for name, col in zip(spans.names, spans.data)}
-    ev_ts, ev_names, ev_attrs = v.pop("events.timestamp"), v.pop("events.name"), v.pop("events.attributes")
-    l_tid, l_sid, l_ts, l_attrs = v.pop("links.trace_id"), v.pop("links.span_id"), v.pop("links.trace_state"), \
-        v.pop("links.attributes")
+    data = spans.data
+    v = {name: data[idx][i] for name, idx in _PLAIN}
     v["timestamp"] = _iso(v["timestamp"])
-    v["events"] = [{"timestamp": _iso(t), "name": n, "attributes": a} for t, n, a in zip(ev_ts, ev_names, ev_attrs)]
+    ev_ts = data[_EV[0]][i]
+    v["events"] = [{"timestamp": _iso(t), "name": n, "attributes": a}
+                   for t, n, a in zip(ev_ts, data[_EV[1]][i], data[_EV[2]][i])] if ev_ts else []
+    l_tid = data[_LK[0]][i]
     v["links"] = [{"trace_id": t, "span_id": s, "trace_state": st, "attributes": a}
-                  for t, s, st, a in zip(l_tid, l_sid, l_ts, l_attrs)]
+                  for t, s, st, a in zip(l_tid, data[_LK[1]][i], data[_LK[2]][i], data[_LK[3]][i])] if l_tid else []
     return orjson.dumps({"type": "span", "v": 1, "record": v})
 
 
