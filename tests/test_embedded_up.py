@@ -259,3 +259,28 @@ def test_sigkill_after_ack_loses_nothing(tmp_path):
         assert n == sent  # FINAL count: every acknowledged span, none twice
     finally:
         assert up2.stop() == 0
+
+
+def test_up_demo_flag_prints_summary_and_keeps_serving(tmp_path):
+    """The README's run command (`make up` = `orbitwatch up --demo`)."""
+    grpc, http, api = free_port(), free_port(), free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("ORBITWATCH_DRIFT_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "orbitwatch.cli", "up", "--demo", "--data-dir", str(tmp_path / "d"),
+                             "--grpc-port", str(grpc), "--http-port", str(http), "--api-port", str(api)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        for line in proc.stdout:
+            lines.append(line)
+            if "still serving" in line or time.monotonic() > deadline:
+                break
+        out = "".join(lines)
+        assert "demo done; still serving" in out, out[-4000:]
+        assert "what landed" in out and "drifted features: monthly_charges" in out and "FeatureDrift" in out
+        with urllib.request.urlopen(f"http://127.0.0.1:{api}/readyz", timeout=5) as r:
+            assert r.status == 200  # still serving after the demo
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
