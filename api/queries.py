@@ -48,8 +48,9 @@ class Scope:
 
 
 def parse_time(value: str | datetime | None) -> datetime | None:
-    """ISO 8601 (``2026-01-02T03:04:05Z``), epoch seconds, or relative to now (``15m``, ``2h``, ``7d``)."""
-    if value is None or value == "":
+    """ISO 8601 (``2026-01-02T03:04:05Z``), epoch seconds, or relative to now (``15m``, ``2h``, ``7d``);
+    ``all`` (or nothing) = no bound."""
+    if value is None or value == "" or (isinstance(value, str) and value.strip().lower() == "all"):
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -13,7 +13,8 @@ router = APIRouter(prefix="/api/v1", tags=["traces"])
 
 @router.get("/traces", summary="List traces (newest first), filtered on any of their spans")
 def list_traces(project: str | None = None,
-                since: str | None = Query(None, description="ISO 8601, epoch seconds, or relative: 15m, 2h, 7d"),
+                since: str | None = Query(None, description="ISO 8601, epoch seconds, relative (15m, 2h, 7d) or all; "
+                                                            "bound it on big tables"),
                 until: str | None = None,
                 span_type: str | None = Query(None, description="llm, tool, retriever, agent, chain, guardrail, general"),
                 model: str | None = None, service: str | None = None,

@@ -11,7 +11,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = sub.add_parser("ls", help="list traces, newest first")
     ls.add_argument("--project")
-    ls.add_argument("--since", help="ISO time or relative: 15m, 2h, 7d")
+    ls.add_argument("--since", default="24h",
+                    help="ISO time or relative: 15m, 2h, 7d (default 24h; 'all' for no bound, slower on big tables)")
     ls.add_argument("--until")
     ls.add_argument("--type", dest="span_type", help="only traces with a span of this type (llm, retriever, ...)")
     ls.add_argument("--model")
