@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import time
 import zlib
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -313,10 +312,6 @@ def _dedup_base(batch: list[Message]) -> str | None:
         size += len(m.value)
     spec = ",".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(ranges.items()))
     return f"{spec}#{size}:{crc:08x}"
-
-
-def _dt(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
 _ISO_SECONDS: dict[int, str] = {}
