@@ -146,6 +146,8 @@ def main() -> None:
         "intDiv(toInt64(span_attributes['bench.sent_ns']), 1000000) AS lat FROM spans FINAL "
         "WHERE span_attributes['bench.phase'] = 'measure')")[1]
     st.close()
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
     expected = n_req * SPANS_PER_TRACE * TRACES_PER_REQUEST
     print(f"e2e OTLP export -> row queryable at {achieved:,.0f} spans/s for {seconds:.0f}s: p50 {p50 / 1000:.3f}s "
           f"p95 {p95 / 1000:.3f}s p99 {p99 / 1000:.3f}s max {mx / 1000:.3f}s (target p95 <= 2 s; {n:,}/{expected:,} "

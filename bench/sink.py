@@ -153,7 +153,7 @@ async def bench_sink(msgs: list[bytes], storage: Storage, bootstrap: str) -> tup
     base = written._value.get()
     handle_base = M.BATCH_SECONDS._sum.get()
     runner = FaustRunner([SinkProcessor(storage)], bootstrap=bootstrap, topic_prefix=prefix, batch_size=1000,
-                         batch_seconds=1.0, datadir=tempfile.mkdtemp(prefix="bench-faust-"))
+                         batch_seconds=1.0, datadir=str(Path(storage.dsn.removeprefix("chdb://")).parent / "faust"))
     await runner.start()
     first = last = None
     try:
@@ -199,6 +199,8 @@ def main() -> None:
     sink, total, handle_share, sink_cpu = asyncio.run(bench_sink(msgs, storage, bootstrap))
     stored = storage.scalar("SELECT count() FROM spans FINAL")
     storage.close()
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
     assert stored == total, f"stored {stored} of {total}"
     print(f"sink {sink:,.0f} spans/s per worker (target 50,000; {total:,} spans, 30% LLM, faust+chdb, worker defaults; "
           f"{sink_cpu:,.0f} spans per CPU-second of the worker process) | "
