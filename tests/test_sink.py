@@ -338,3 +338,10 @@ def test_surrogates_smuggled_through_json_tags_are_stored_not_fatal(sink, storag
               "attrs": {A.TAGS: '["ok", "bad\\ud800"]', A.SESSION_ID: "s1"}}]
     sink.handle([msg(request(spans))])
     assert list(storage.scalar("SELECT tags FROM spans FINAL")) == ["ok", "bad?"]
+
+
+def test_span_without_start_time_is_kept(sink, storage):
+    """start_time_unix_nano = 0 would be 1970: under the TTL ClickHouse would drop it silently."""
+    sink.handle([msg(request([{"trace_id": "31" * 16, "span_id": "41" * 8, "name": "s", "start": 0,
+                               "end": T0}]))])
+    assert storage.scalar("SELECT toUnixTimestamp64Nano(timestamp) FROM spans") == T0

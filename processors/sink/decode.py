@@ -14,6 +14,7 @@ becoming ``spans`` rows.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -290,6 +291,8 @@ def decode_traces(data: bytes, tenant: str, header_project: str, default_project
                 end = s.end_time_unix_nano
                 if start > _MAX_NS:  # DateTime64(9) ends in 2262; clamp instead of failing the insert
                     start = end = _MAX_NS
+                elif not start:  # unset start (1970) would fall under the TTL and vanish: use the end/now
+                    start = end or time.time_ns()
                 c_ts.append(start)
                 c_tid.append(s.trace_id.hex())
                 c_sid.append(s.span_id.hex())
