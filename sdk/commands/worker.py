@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="max Kafka messages per batch (each OTLP message holds many spans; default 1000)")
     p.add_argument("--batch-seconds", type=float, default=1.0, help="max wait to fill a batch (default 1.0)")
     p.add_argument("--max-rows", type=int, default=None,
-                   help="rows per ClickHouse insert in the sink (ORBITWATCH_SINK_MAX_ROWS, default 10000)")
+                   help="rows per ClickHouse insert in the sink (ORBITWATCH_SINK_MAX_ROWS, default 25000)")
     p.add_argument("--group", default=None,
                    help="consumer group / faust app id (default orbitwatch-<processors>, after the topic prefix)")
     p.add_argument("--instance", default="0", help="name of this worker's state snapshot (stable across restarts)")
