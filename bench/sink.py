@@ -8,7 +8,7 @@ Stages, measured in the same run on the same bytes so the bottleneck is visible:
 * ``parse``     — protobuf parse + walk every span (baseline: the floor any Python consumer pays)
 * ``decode``    — the sink's decoder without normalisation (parse + attributes → columns)
 * ``normalise`` — ``normalise()`` alone on pre-decoded attribute dicts
-* ``insert``    — columnar inserts of pre-decoded columns into chdb (10k rows per insert)
+* ``insert``    — columnar inserts of pre-decoded columns into chdb (25k rows per insert, the sink default)
 * ``processor`` — ``SinkProcessor.handle`` alone on the same messages (no Kafka, no faust)
 * ``sink``      — the real thing: the faust worker (FaustRunner) consuming the pre-filled topic,
   decoding, normalising, inserting, publishing LLM-span envelopes, committing; timed from the first
@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orbitwatch.processors.sink import SinkProcessor  # noqa: E402
+from orbitwatch.processors.sink import DEFAULT_MAX_ROWS, SinkProcessor  # noqa: E402
 from orbitwatch.processors.sink import metrics as M  # noqa: E402
 from orbitwatch.processors.sink.decode import SPAN_COLUMNS, Columns, TraceStats, attrs_to_dict, decode_traces  # noqa: E402
 from orbitwatch.processors.sink.normalise import normalise  # noqa: E402
@@ -115,8 +115,8 @@ def bench_insert(msgs: list[bytes], prices: PriceTable, storage: Storage) -> flo
         decode_traces(data, "t", "", "default", prices, cols, lambda *a: None, stats)
     n = len(cols)
     t = time.perf_counter()
-    for start in range(0, n, 10_000):
-        storage.insert_columns("spans", cols.names, [c[start:start + 10_000] for c in cols.data])
+    for start in range(0, n, DEFAULT_MAX_ROWS):
+        storage.insert_columns("spans", cols.names, [c[start:start + DEFAULT_MAX_ROWS] for c in cols.data])
     return rate(n, time.perf_counter() - t)
 
 
