@@ -94,6 +94,15 @@ async def _read_all(bootstrap: str, topic: str, expect: int, timeout: float = 20
     return out
 
 
+def _scrape(port: int) -> str:
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            return resp.read().decode()
+    except OSError:
+        return ""
+
+
 def _worker(bootstrap: str, prefix: str, tmp_path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, ORBITWATCH_TOPIC_PREFIX=prefix)
     return subprocess.Popen(
@@ -126,9 +135,13 @@ async def test_worker_sigkill_mid_stream_then_restart_stores_every_span_once_and
         for i in range(120, 200):  # second wave while no worker runs
             await producer.send(topic, _traces(i), key=f"{i:032x}".encode(), headers=[(A.TENANT_HEADER, b"t1")])
         await producer.flush()
-        worker = _worker(kafka.bootstrap, prefix, tmp_path)
+        from tests.conftest import free_port
+        port = free_port()
+        worker = _worker(kafka.bootstrap, prefix, tmp_path, "--metrics-port", str(port))
         try:
             await _wait_committed(kafka.bootstrap, group, topic, timeout=90)
+            metrics = await _until(lambda: (lambda t: t if "orbitwatch_worker_consumer_lag{" in t else None)(
+                _scrape(port)), timeout=20)
         finally:
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(30) == 0, (tmp_path / "worker.log").read_text()[-3000:]
@@ -136,6 +149,10 @@ async def test_worker_sigkill_mid_stream_then_restart_stores_every_span_once_and
     finally:
         await producer.stop()
 
+    # Prometheus: rows per table, batch latency, consumer lag (drained: 0) are served by the worker
+    assert 'orbitwatch_sink_rows_written_total{table="spans"}' in metrics
+    assert "orbitwatch_sink_batch_seconds_count" in metrics
+    assert 'orbitwatch_worker_consumer_lag{partition="0",processor="sink",topic="otlp.traces"} 0.0' in metrics
     assert len(dlq) >= 1 and all(r.value == b"\x0a\xff garbage" for r in dlq)  # ≥: a replay may repeat it
     headers = dict(dlq[0].headers)
     assert headers[ERROR_HEADER].startswith(b"not an OTLP ExportTraceServiceRequest")
