@@ -260,3 +260,25 @@ async def test_close_emits_survive_the_stop_and_reach_consumers_after_restart(tm
     assert closer.seen == []  # its input was committed before the stop: not handled again
     await runner2.stop()
     bus2.close()
+
+
+async def test_unreadable_checkpoint_is_moved_aside_and_the_log_replayed(tmp_path):
+    bus = EmbeddedBus(tmp_path / "bus")
+    d = Doubler()
+    runner = EmbeddedRunner(bus, [d], tmp_path / "state")
+    await runner.start()
+    await bus.publish("in", [(None, b"5", {})])
+    await _until(lambda: d.total == 5)
+    await runner.stop()
+    bus.close()
+    (tmp_path / "state" / "doubler.json").write_text("{not json")
+    # the committed segment is gone, so only what the log still holds can be replayed: nothing here
+    bus2 = EmbeddedBus(tmp_path / "bus")
+    d2 = Doubler()
+    runner2 = EmbeddedRunner(bus2, [d2], tmp_path / "state")
+    await runner2.start()
+    assert list((tmp_path / "state").glob("doubler.json.corrupt-*"))
+    await bus2.publish("in", [(None, b"7", {})])
+    await _until(lambda: d2.total == 7)  # started empty, still consuming
+    await runner2.stop()
+    bus2.close()

@@ -131,16 +131,30 @@ class _Driver:
 
     # -- state ----------------------------------------------------------------------------------
     def load_checkpoint(self) -> dict[str, int]:
+        """Restore state and return the committed offsets. A checkpoint that cannot be read is moved
+        aside (``.corrupt-<time>``) and the processor replays the retained log from the start; a
+        state its ``restore`` rejects (e.g. after an incompatible upgrade) is dropped, keeping the
+        offsets — both are logged as errors, as the faust runner does, rather than refusing to start."""
         if not self.checkpoint_path or not self.checkpoint_path.exists():
             return {}
         try:
             cp = json.loads(self.checkpoint_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise RuntimeError(f"checkpoint {self.checkpoint_path} is unreadable ({exc}); move it away to start "
-                               "this processor from the beginning of the retained log") from None
+            offsets = {k: int(v) for k, v in cp.get("offsets", {}).items()}
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            aside = self.checkpoint_path.with_name(f"{self.checkpoint_path.name}.corrupt-{int(time.time())}")
+            self.checkpoint_path.rename(aside)
+            FAILED.labels(self.name, "checkpoint").inc()
+            log.error("processor %s: checkpoint unreadable (%s); moved to %s, replaying the retained log",
+                      self.name, exc, aside)
+            return {}
         if cp.get("state"):
-            self.proc.restore(cp["state"])
-        return {k: int(v) for k, v in cp.get("offsets", {}).items()}
+            try:
+                self.proc.restore(cp["state"])
+            except Exception as exc:
+                FAILED.labels(self.name, "checkpoint").inc()
+                log.error("processor %s: restore() rejected the saved state (%s: %s); starting with empty state",
+                          self.name, type(exc).__name__, exc)
+        return offsets
 
     async def checkpoint(self) -> None:
         bus = self.runner.bus
