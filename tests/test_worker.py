@@ -408,3 +408,60 @@ async def test_runner_dlqs_the_one_message_clickhouse_refuses_and_stores_the_res
     assert sorted(r[0] for r in storage.query("SELECT body FROM logs")[1]) == ["one", "two"]
     assert dict(dead.headers)[ERROR_HEADER].startswith(b"sink failed: SinkDataError: logs")
     assert dead.key == b"otlp.logs/0/1"
+
+
+class _BigStateProcessor:
+    """A processor whose state is larger than one Kafka message (like drift with many features):
+    the runner must persist it key by key and give it back whole after a restart."""
+
+    name = "bigstate"
+    topics = ("otlp.logs",)
+
+    def __init__(self) -> None:
+        self.state: dict[str, str] = {}
+
+    def handle(self, batch):
+        for m in batch:
+            self.state[m.value.decode()] = m.value.decode() * (700_000 // len(m.value))
+        return []
+
+    def tick(self, now):
+        return []
+
+    def snapshot(self):
+        return dict(self.state)
+
+    def restore(self, state):
+        self.state = dict(state)
+
+
+async def test_state_larger_than_a_kafka_message_survives_restart(kafka, runner_env, tmp_path, unique):
+    prefix, producer = runner_env
+    topic = f"{prefix}otlp.logs"
+
+    def runner(proc):
+        return FaustRunner([proc], bootstrap=kafka.bootstrap, topic_prefix=prefix, batch_size=10,
+                           batch_seconds=0.1, datadir=str(tmp_path / "faust"), instance=unique)
+
+    first = _BigStateProcessor()
+    r1 = runner(first)
+    await r1.start()
+    try:
+        for key in ("alpha", "beta", "gamma"):  # 3 x 700 KB: 2.1 MB of state, each key < 1 MB
+            await producer.send_and_wait(topic, key.encode(), key=key.encode())
+        await _wait_committed(kafka.bootstrap, r1.id, topic, timeout=30)
+        await asyncio.sleep(1.0)  # let the changelog writes of the last batch go out
+    finally:
+        await r1.stop()
+    assert len(first.state) == 3
+
+    second = _BigStateProcessor()
+    r2 = runner(second)
+    await r2.start()
+    try:
+        await producer.send_and_wait(topic, b"delta", key=b"delta")
+        await _until(lambda: "delta" in second.state)
+    finally:
+        await r2.stop()
+    assert sorted(second.state) == ["alpha", "beta", "delta", "gamma"]
+    assert second.state["beta"] == first.state["beta"]

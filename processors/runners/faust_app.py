@@ -28,7 +28,9 @@ Shape (one faust ``App`` per worker process, one agent per processor):
   then crashes before re-processing them, its commit may have moved past them. The window is one
   rebalance plus one crash; plain crashes and restarts (tested with SIGKILL) lose nothing.
 * **State.** ``snapshot()`` is stored after every batch/tick where it changed in a changelog-backed faust
-  ``GlobalTable`` (``<app id>-orbitwatch_state-changelog``, 1 partition) under ``<processor>@<instance>``;
+  ``GlobalTable`` (``<app id>-orbitwatch_state-changelog``, 1 partition): each top-level key of the
+  snapshot under ``<processor>@<instance>/<key>`` (only changed keys are re-written) and the key list
+  under ``<processor>@<instance>``;
   on start, once table recovery completed, ``restore()`` gets it back before the first batch or tick.
 * **Ticks.** ``app.timer(1.0)`` calls every processor's ``tick(now)`` (in the executor) and publishes its emits.
 * **Metrics.** ``orbitwatch_worker_consumer_lag`` (per topic/partition: high-water mark − next offset to
@@ -114,7 +116,7 @@ class FaustRunner:
         self.state = self.app.GlobalTable(STATE_TABLE, key_type=str, value_type=str, partitions=1,
                                           recovery_buffer_size=1, use_partitioner=True, default=None)
         self._restored = asyncio.Event()
-        self._snapshots: dict[str, str] = {}
+        self._snapshots: dict[str, dict[str, str]] = {}
         self._next_offset: dict[tuple[str, str, int], int] = {}
         for proc in processors:
             self._add_agent(proc)
@@ -276,22 +278,42 @@ class FaustRunner:
         if self._restored.is_set():
             return
         for proc in self.processors:
-            raw = self.state.get(self._state_key(proc))
-            if raw:
-                try:
-                    proc.restore(json.loads(raw))
-                    self._snapshots[proc.name] = raw
-                    log.info("%s: state restored (%d bytes)", proc.name, len(raw))
-                except Exception as exc:  # a bad snapshot must not stop the stream; start empty, say so
-                    log.error("%s: could not restore state (%r); starting empty", proc.name, exc)
+            base = self._state_key(proc)
+            index = self.state.get(base)
+            if not index:
+                continue
+            try:
+                keys = json.loads(index)
+                state = {k: json.loads(self.state[f"{base}/{k}"]) for k in keys
+                         if self.state.get(f"{base}/{k}")}
+                proc.restore(state)
+                self._snapshots[proc.name] = {k: self.state[f"{base}/{k}"] for k in state}
+                log.info("%s: state restored (%d keys)", proc.name, len(state))
+            except Exception as exc:  # a bad snapshot must not stop the stream; start empty, say so
+                log.error("%s: could not restore state (%r); starting empty", proc.name, exc)
         self._restored.set()
 
     async def _save_state(self, proc: Processor) -> None:
-        snap = await self._call(proc.snapshot)
-        raw = json.dumps(snap, sort_keys=True, separators=(",", ":"), default=str) if snap else ""
-        if raw != self._snapshots.get(proc.name, ""):
-            self.state[self._state_key(proc)] = raw
-            self._snapshots[proc.name] = raw
+        """Persist each top-level key of the snapshot as its own table entry (plus an index entry
+        listing the keys): a processor's whole state (drift: many features x window slots) can
+        exceed Kafka's 1 MB message limit, one key of it stays small, and only changed keys are
+        re-written to the changelog."""
+        snap = await self._call(proc.snapshot) or {}
+        raw = {str(k): json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
+               for k, v in snap.items()}
+        before = self._snapshots.get(proc.name, {})
+        if raw == before:
+            return
+        base = self._state_key(proc)
+        for k, v in raw.items():
+            if before.get(k) != v:
+                self.state[f"{base}/{k}"] = v
+        for k in before.keys() - raw.keys():
+            if f"{base}/{k}" in self.state:
+                del self.state[f"{base}/{k}"]  # a tombstone in the changelog
+        if raw.keys() != before.keys():
+            self.state[base] = json.dumps(sorted(raw))
+        self._snapshots[proc.name] = raw
 
     # -- timers ---------------------------------------------------------------------------------
     async def _tick(self) -> None:

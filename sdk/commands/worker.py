@@ -13,7 +13,7 @@ HELP = "run the stream processors (sink, drift, evals, alerts) over Kafka with f
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from orbitwatch.cli import add_common
-    add_common(p, "data_dir", "clickhouse_url", "kafka_bootstrap", "project")
+    add_common(p, "data_dir", "clickhouse_url", "kafka_bootstrap", "project", "alert_webhook", "alert_rules")
     p.add_argument("--only", default=None,
                    help="comma list of processors to run (default: all available: sink,drift,evals,alerts)")
     p.add_argument("--batch-size", type=int, default=1000,
