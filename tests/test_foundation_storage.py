@@ -141,3 +141,13 @@ def test_unreachable_server_is_a_clear_error():
     from tests.conftest import free_port
     with pytest.raises(StorageError, match="cannot connect to ClickHouse"):
         Storage(f"http://default:secret@127.0.0.1:{free_port()}/default")
+
+
+def test_replayed_logs_are_invisible_under_final(storage):
+    cols = ["timestamp", "trace_id", "span_id", "service_name", "severity_text", "body"]
+    now = datetime.now(timezone.utc)
+    rows = [[now + timedelta(microseconds=i), "t", "s", "svc", "INFO", f"line {i}"] for i in range(20)]
+    rows.append([now, "t", "s", "svc", "INFO", "same instant, other body"])
+    storage.insert_rows("logs", cols, rows)
+    storage.insert_rows("logs", cols, rows[5:])  # a replay with other batch boundaries
+    assert storage.scalar("SELECT count() FROM logs FINAL") == 21

@@ -1,4 +1,6 @@
 -- OTLP metrics, one table per point kind (as the OTel Collector ClickHouse exporter), snake_case.
+-- Replays: ReplacingMergeTree on the natural key of a point / log record (query with FINAL), plus
+-- insert deduplication tokens from the sink. A log record's key ends in (timestamp, span_id, body hash).
 CREATE TABLE IF NOT EXISTS metrics_gauge {on_cluster} (
     tenant LowCardinality(String),
     resource_attributes Map(LowCardinality(String), String),
@@ -110,8 +112,8 @@ CREATE TABLE IF NOT EXISTS logs {on_cluster} (
     log_attributes Map(LowCardinality(String), String),
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_body body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8
-) ENGINE = {replicated}MergeTree
+) ENGINE = {replicated}ReplacingMergeTree
 PARTITION BY toDate(timestamp)
-ORDER BY (service_name, severity_text, toUnixTimestamp(timestamp), trace_id)
+ORDER BY (service_name, severity_text, toUnixTimestamp(timestamp), trace_id, timestamp, span_id, cityHash64(body))
 TTL toDateTime(timestamp) + toIntervalDay({ttl_days})
 SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
