@@ -345,3 +345,26 @@ def test_span_without_start_time_is_kept(sink, storage):
     sink.handle([msg(request([{"trace_id": "31" * 16, "span_id": "41" * 8, "name": "s", "start": 0,
                                "end": T0}]))])
     assert storage.scalar("SELECT toUnixTimestamp64Nano(timestamp) FROM spans") == T0
+
+
+def test_large_reference_is_published_as_a_quantile_sample_that_fits_one_message():
+    import numpy as np
+
+    from orbitwatch.processors.sink import MAX_PUBLISHED_REFERENCE_VALUES, quantile_sample
+    from orbitwatch.schemas import envelope
+    from orbitwatch.schemas import records as r
+
+    values = np.random.default_rng(1).normal(size=300_000)
+    ref = r.ReferenceFeature(model="m", feature="x", kind="numeric", numeric_values=values.tolist())
+    small = quantile_sample(ref)
+    assert len(small.numeric_values) == MAX_PUBLISHED_REFERENCE_VALUES
+    assert len(envelope.encode(small)) < 1_000_000
+    assert small.numeric_values[0] == values.min() and small.numeric_values[-1] == values.max()
+    from scipy.stats import ks_2samp
+    assert ks_2samp(values, small.numeric_values).statistic < 1e-4
+    cats = r.ReferenceFeature(model="m", feature="c", kind="categorical",
+                              categorical_values=["a"] * 90_000 + ["b"] * 10_000)
+    shares = quantile_sample(cats).categorical_values
+    assert abs(shares.count("b") / len(shares) - 0.1) < 1e-3
+    tiny = r.ReferenceFeature(model="m", feature="x", kind="numeric", numeric_values=[1.0, 2.0])
+    assert quantile_sample(tiny) is tiny
