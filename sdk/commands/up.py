@@ -9,7 +9,7 @@ HELP = "run everything in one process: OTLP receivers, in-process bus, processor
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from orbitwatch.cli import add_common
-    add_common(p, "data_dir", "alert_webhook")
+    add_common(p, "data_dir", "alert_webhook", "alert_rules")
     p.add_argument("--host", default="127.0.0.1", help="address of all listeners (default 127.0.0.1)")
     p.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (default 4317; 0 = any free port)")
     p.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (default 4318; 0 = any free port)")
