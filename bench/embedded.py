@@ -243,7 +243,8 @@ def main() -> int:
              f"{c:,.0f} spans per up-process CPU-second ({b})" for kind, (n, q, a, c, b) in figures.items()]
     best = max((f[1] for f in figures.values()), default=0.0)
     print(f"embedded up, {args.senders} opentelemetry-sdk OTLP/gRPC exporter processes -> one up process: "
-          + "; ".join(parts) + f" (target 20,000/s: {best / 20_000:.2f}x); GET trace by id over {args.stored:,} "
+          + ("; ".join(parts) + f" (target 20,000/s: {best / 20_000:.2f}x)" if parts else "(no ingest phase)")
+          + f"; GET trace by id over {args.stored:,} "
           f"stored spans: p50 {p50:.1f} ms p95 {p95:.1f} ms right after the ingest, p50 {q50:.1f} ms p95 {q95:.1f} ms "
           f"5 s later (target p95 50 ms at 10M; {args.lookups} lookups each); "
           f"up ready in {ready_s:.1f} s; seeded {args.stored:,} spans in {seed_s:.1f} s")
