@@ -46,7 +46,7 @@ from orbitwatch.serialization import dumps, truncate
 log = logging.getLogger("orbitwatch")
 
 EVENTS_PER_SPAN = 5000
-BYTES_PER_SPAN = 1_000_000
+BYTES_PER_SPAN = wire.MAX_SPAN_BYTES
 MAX_VALUE_CHARS = 32_768  # param/other values longer than this are truncated (with a marker)
 _time_ns = time.time_ns
 

@@ -36,7 +36,7 @@ from orbitwatch.schemas import attributes as A
 log = logging.getLogger("orbitwatch")
 
 EVENTS_PER_SPAN = 5000
-BYTES_PER_SPAN = 1_000_000
+BYTES_PER_SPAN = wire.MAX_SPAN_BYTES
 REFERENCE_CHUNK = 20_000  # values per reference event (≈ 400 KB of JSON at most)
 
 

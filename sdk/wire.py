@@ -23,6 +23,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PBSpan
 from opentelemetry.sdk.trace import Event, ReadableSpan
 
+#: Bytes of events packed into one bulk span: the packer stops once this is reached, so a span is at
+#: most this plus one event (the largest, a 20k-value reference chunk, is ≤ ~400 KB): ≤ ~800 KB. The
+#: gateway keeps Kafka records under 900 KB and refuses a single span larger than that (partial
+#: success), so bulk spans must stay below it.
+MAX_SPAN_BYTES = 400_000
+
 _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<Q").pack
 _SMALL = [bytes([i]) for i in range(128)]

@@ -465,3 +465,36 @@ async def test_state_larger_than_a_kafka_message_survives_restart(kafka, runner_
         await r2.stop()
     assert sorted(second.state) == ["alpha", "beta", "delta", "gamma"]
     assert second.state["beta"] == first.state["beta"]
+
+
+async def test_big_prediction_flush_through_the_kafka_gateway_arrives_whole(kafka, runner_env, storage, tmp_path):
+    """Bulk spans stay under the gateway's Kafka record limit: one flush of 4,000 wide predictions is
+    not partially rejected (it was, when the SDK packed up to 1 MB per span)."""
+    import orbitwatch
+    from orbitwatch.ingest.auth import Auth
+    from orbitwatch.ingest.gateway import Gateway
+    from orbitwatch.ingest.publisher import KafkaPublisher
+
+    prefix, _ = runner_env
+    gw = Gateway(KafkaPublisher(kafka.bootstrap, topic_prefix=prefix), Auth.disabled(), grpc_port=0, http_port=None)
+    await gw.start()
+    runner = _runner(kafka, prefix, storage, tmp_path)
+    await runner.start()
+    try:
+        orbitwatch.configure(endpoint=f"http://127.0.0.1:{gw.grpc_port}", project="bulk")
+
+        def work() -> None:
+            model = orbitwatch.MonitoredModel("wide", "v1")
+            features = {f"feature_{i}": float(i) for i in range(40)}
+            for n in range(4000):
+                model.log_prediction(f"p{n}", features, "yes", probability=0.5)
+            model.flush()
+            orbitwatch.flush(20.0)
+
+        await asyncio.get_running_loop().run_in_executor(None, work)
+        await _until(lambda: storage.scalar("SELECT count() FROM predictions FINAL WHERE model = 'wide'") == 4000,
+                     timeout=60)
+    finally:
+        await runner.stop()
+        await gw.stop(grace=1)
+    assert orbitwatch.stats().get("rejected_spans", 0) == 0
