@@ -111,6 +111,27 @@ def _tenant_clause(scope: Scope, params: dict[str, Any], column: str = "tenant")
     return f" AND {column} = %(scope_tenant)s"
 
 
+def _where(scope: Scope, params: dict[str, Any], project: str | None, base: str = "1",
+           equals: tuple[tuple[str, Any], ...] = (), since: str | datetime | None = None,
+           since_column: str = "") -> str:
+    """The WHERE clause most list queries share: the caller's tenant and project scope, optional
+    ``column = value`` filters (skipped when the value is empty) and ``since_column >= since``;
+    values go into ``params`` (bound by ClickHouse, never formatted into the SQL)."""
+    where = base + _tenant_clause(scope, params)
+    proj = scope.project_filter(project)
+    if proj:
+        params["project"] = proj
+        where += " AND project = %(project)s"
+    for col, val in equals:
+        if val:
+            params[col] = val
+            where += f" AND {col} = %({col})s"
+    if since_column and (t := parse_time(since)) is not None:
+        params["since"] = t
+        where += f" AND {since_column} >= %(since)s"
+    return where
+
+
 # ---------------------------------------------------------------------------------------------
 # traces
 # ---------------------------------------------------------------------------------------------
@@ -253,11 +274,7 @@ def list_experiments(storage: Storage, scope: Scope = Scope(), *, project: str |
     """Experiments, newest first; ``search`` matches the name or the id prefix (case-insensitive)."""
     limit, offset = _limit(limit, offset)
     params: dict[str, Any] = {"limit": limit, "offset": offset}
-    where = "1" + _tenant_clause(scope, params)
-    proj = scope.project_filter(project)
-    if proj:
-        params["project"] = proj
-        where += " AND project = %(project)s"
+    where = _where(scope, params, project)
     if search:
         params["q"] = f"%{search}%"
         params["qid"] = f"{search}%"
@@ -355,11 +372,7 @@ def compare_experiments(storage: Storage, ids: list[str], scope: Scope = Scope()
 def drift_models(storage: Storage, scope: Scope = Scope(), *, project: str | None = None) -> list[dict[str, Any]]:
     """Every monitored model with drift results, and how many of its latest-window features drifted."""
     params: dict[str, Any] = {}
-    where = "1" + _tenant_clause(scope, params)
-    proj = scope.project_filter(project)
-    if proj:
-        params["project"] = proj
-        where += " AND project = %(project)s"
+    where = _where(scope, params, project)
     return _rows(storage, f"""
         SELECT project, model, model_version, count() AS results, max(window_end) AS last_window_end,
                uniqExactIf(feature, drifted AND is_primary AND NOT startsWith(feature, '__')) AS drifted_features,
@@ -375,18 +388,8 @@ def drift_timeline(storage: Storage, model: str, scope: Scope = Scope(), *, proj
     """Drift results of one model over time (a window per row), plus a per-feature summary."""
     limit, offset = _limit(limit, offset)
     params: dict[str, Any] = {"model": model, "limit": limit, "offset": offset}
-    where = "model = %(model)s" + _tenant_clause(scope, params)
-    proj = scope.project_filter(project)
-    if proj:
-        params["project"] = proj
-        where += " AND project = %(project)s"
-    for name, val in (("model_version", version), ("feature", feature), ("metric", metric)):
-        if val:
-            params[name] = val
-            where += f" AND {name} = %({name})s"
-    if (t := parse_time(since)) is not None:
-        params["since"] = t
-        where += " AND window_end >= %(since)s"
+    where = _where(scope, params, project, "model = %(model)s",
+                   (("model_version", version), ("feature", feature), ("metric", metric)), since, "window_end")
     if final_only:
         where += " AND is_final"
     items = _rows(storage, f"""
@@ -415,18 +418,8 @@ def list_scores(storage: Storage, scope: Scope = Scope(), *, project: str | None
     """Eval scores, newest first, with per-name aggregates over the same filter."""
     limit, offset = _limit(limit, offset)
     params: dict[str, Any] = {"limit": limit, "offset": offset}
-    where = "1" + _tenant_clause(scope, params)
-    proj = scope.project_filter(project)
-    if proj:
-        params["project"] = proj
-        where += " AND project = %(project)s"
-    for col, val in (("name", name), ("source", source), ("trace_id", trace_id)):
-        if val:
-            params[col] = val
-            where += f" AND {col} = %({col})s"
-    if (t := parse_time(since)) is not None:
-        params["since"] = t
-        where += " AND timestamp >= %(since)s"
+    where = _where(scope, params, project, equals=(("name", name), ("source", source), ("trace_id", trace_id)),
+                   since=since, since_column="timestamp")
     items = _rows(storage, f"""
         SELECT project, entity_type, entity_id, trace_id, name, value, reason, source, category, annotator,
                rule, scorer_version, timestamp
