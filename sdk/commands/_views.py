@@ -85,24 +85,43 @@ class Source:
         return {"items": out} if name == "drift_models" else out
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        query = urllib.parse.urlencode(params or {}, doseq=True)
-        url = f"{self.api_url}{path}" + (f"?{query}" if query else "")
-        headers = {"accept": "application/json"}
-        if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=self.timeout) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read()).get("detail", exc.reason)
-            except Exception:
-                detail = exc.reason
-            raise UserError(f"{detail} (HTTP {exc.code} from {self.api_url})") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise UserError(f"no orbitwatch API answers at {self.api_url} ({reason}); start `orbitwatch up`, "
+            return api_request(self.api_url, path, self.api_key, params=params, timeout=self.timeout)
+        except ApiUnreachable as exc:
+            raise UserError(f"no orbitwatch API answers at {self.api_url} ({exc}); start `orbitwatch up`, "
                             "give --url, or query ClickHouse directly with --clickhouse DSN") from None
+
+
+class ApiUnreachable(OSError):
+    """Nothing answers at the API URL (the caller decides: fail, or go to ClickHouse directly)."""
+
+
+def api_request(api_url: str, path: str, api_key: str = "", *, params: dict[str, Any] | None = None,
+                body: Any = None, timeout: float = 30.0) -> Any:
+    """GET (or POST ``body`` as JSON) one query-API path; returns the decoded JSON answer.
+
+    An HTTP error answer becomes a one-line :class:`UserError` with the API's ``detail``; a connection
+    failure raises :class:`ApiUnreachable`."""
+    query = urllib.parse.urlencode(params or {}, doseq=True)
+    url = f"{api_url.rstrip('/')}{path}" + (f"?{query}" if query else "")
+    headers = {"accept": "application/json"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["content-type"] = "application/json"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=timeout) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read()).get("detail", exc.reason)
+        except Exception:
+            detail = exc.reason
+        raise UserError(f"{detail} (HTTP {exc.code} from {api_url})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ApiUnreachable(str(getattr(exc, "reason", exc))) from None
 
 
 # ---------------------------------------------------------------------------------------------

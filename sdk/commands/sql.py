@@ -36,27 +36,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _via_api(settings, args):
-    """Ask a running `orbitwatch up` / `orbitwatch api` (it owns the embedded data dir)."""
-    import urllib.error
-    import urllib.request
+    """Ask a running `orbitwatch up` / `orbitwatch api` (it owns the embedded data dir); None when
+    nothing answers, so the caller goes to ClickHouse directly."""
+    from orbitwatch.commands._views import ApiUnreachable, api_request
 
-    req = urllib.request.Request(
-        settings.api_url.rstrip("/") + "/api/v1/sql",
-        data=json.dumps({"query": args.query, "max_rows": args.max_rows}).encode(),
-        headers={"content-type": "application/json",
-                 **({"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {})})
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            body = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        from orbitwatch.errors import UserError
-        try:
-            detail = json.loads(exc.read()).get("detail", exc.reason)
-        except Exception:
-            detail = exc.reason
-        raise UserError(f"{detail} (HTTP {exc.code} from {settings.api_url})") from None
-    except (urllib.error.URLError, OSError):
-        return None  # nothing running: go to ClickHouse directly
+        body = api_request(settings.api_url, "/api/v1/sql", settings.api_key,
+                           body={"query": args.query, "max_rows": args.max_rows})
+    except ApiUnreachable:
+        return None
     return body["columns"], [tuple(r) for r in body["rows"]]
 
 
