@@ -15,7 +15,6 @@ Operational endpoints: ``GET /metrics`` (Prometheus text), ``GET /healthz`` (pro
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import zlib
 from collections.abc import Awaitable, Callable

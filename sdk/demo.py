@@ -24,7 +24,6 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 PROJECT = "orbitwatch-demo"
 MODEL = "churn-predictor"
