@@ -182,7 +182,7 @@ class _Driver:
                 await asyncio.sleep(1.0)
 
     async def step(self) -> None:
-        r = self.runner
+        r, bus = self.runner, self.runner.bus
         now = time.monotonic()
         if now - self.last_tick >= r.tick_interval:
             await self.tick()
@@ -199,7 +199,7 @@ class _Driver:
             await self.handle(batch)
 
     async def handle(self, batch: list[tuple[str, int, LogRecord]]) -> None:
-        r = self.runner
+        r, bus = self.runner, self.runner.bus
         msgs = [Message(topic=t, value=rec.value, key=rec.key, headers=rec.headers, partition=0, offset=off,
                         timestamp_ms=rec.timestamp_ms) for t, off, rec in batch]
         self.busy = True
