@@ -28,8 +28,15 @@ fetch_jars() {
   touch "$jars/.complete"
 }
 
-# A KRaft cluster id is 16 random bytes, base64url without padding (22 chars).
-cluster_id() { head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=' | cut -c1-22; }
+# A KRaft cluster id is 16 random bytes, base64url without padding (22 chars). One starting with
+# '-' would be read by StorageTool's argument parser as an option, so draw again until it does not.
+cluster_id() {
+  local id
+  while :; do
+    id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=' | cut -c1-22)
+    [ "${id:0:1}" != "-" ] && { echo "$id"; return; }
+  done
+}
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
