@@ -13,6 +13,7 @@ from orbitwatch.processors.evals import EvalConfig, EvalProcessor, RuleSet
 from orbitwatch.processors.runners.faust_app import FaustRunner
 from orbitwatch.processors.sink import SinkProcessor
 from orbitwatch.schemas import envelope
+from tests.waiting import until
 
 pytestmark = pytest.mark.kafka
 
@@ -26,14 +27,7 @@ ANSWERS = {"grounded": "Hubble was launched in April 1990 on Discovery, and astr
 
 
 async def _until(fn, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.get_running_loop().run_in_executor(None, fn)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.3)
+    return await until(fn, timeout=timeout, interval=0.3)
 
 
 async def test_rag_trace_with_track_gets_online_scores(kafka, unique, storage, tmp_path):

@@ -23,6 +23,7 @@ from orbitwatch.processors.runners.faust_app import FaustRunner, app_id
 from orbitwatch.processors.sink import ERROR_HEADER, SinkProcessor
 from orbitwatch.schemas import attributes as A
 from tests.test_sink_builders import request
+from tests.waiting import until
 
 pytestmark = pytest.mark.kafka
 
@@ -180,15 +181,7 @@ def _runner(kafka, prefix, storage, tmp_path, **kw) -> FaustRunner:
                        batch_seconds=0.1, datadir=str(tmp_path / "faust"), max_backoff=0.5, **kw)
 
 
-async def _until(fn, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.get_running_loop().run_in_executor(None, fn)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.2)
+_until = until
 
 
 async def test_clickhouse_unavailable_then_restored_loses_nothing(kafka, runner_env, storage, tmp_path):
