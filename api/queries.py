@@ -147,14 +147,8 @@ def list_traces(storage: Storage, scope: Scope = Scope(), *, project: str | None
     """
     limit, offset = _limit(limit, offset)
     params: dict[str, Any] = {"carriers": list(CARRIER_KINDS), "limit": limit, "offset": offset}
-    where = "span_attributes['orbitwatch.kind'] NOT IN %(carriers)s" + _tenant_clause(scope, params)
-    proj = scope.project_filter(project)
-    if proj:
-        params["project"] = proj
-        where += " AND project = %(project)s"
-    if (t := parse_time(since)) is not None:
-        params["since"] = t
-        where += " AND timestamp >= %(since)s"
+    where = _where(scope, params, project, "span_attributes['orbitwatch.kind'] NOT IN %(carriers)s",
+                   since=since, since_column="timestamp")
     if (t := parse_time(until)) is not None:
         params["until"] = t
         where += " AND timestamp <= %(until)s"
